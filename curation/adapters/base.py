@@ -1,0 +1,153 @@
+"""What every ingestion adapter shares.
+
+An adapter reads the raw files of one source and yields canonical records
+(:mod:`curation.record`) or :class:`Rejected` items -- a raw row that could not
+become a record, located to its file and line, with the reason. The ingest
+driver decides what a rejection means: by default the first one stops the
+ingest with an :class:`~curation.errors.InputError`; with ``on_error="skip"``
+the good records are written and the rejected rows go to a quarantine file.
+
+Errors that make the whole input unreadable (a path that does not exist, an
+empty file, the wrong format for the named source) are raised at once as
+:class:`~curation.errors.InputError`.
+
+Adapters stream: they hold one raw record (one conversation, one document) at
+a time, except where a format forces grouping (documented in the adapter).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from curation.errors import InputError
+from curation.record import Record
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A raw row that could not become a record."""
+
+    file: str
+    reason: str
+    line: int | None = None
+    record: str | None = None
+    raw: str | None = None
+
+    def error(self) -> InputError:
+        return InputError(self.reason, file=self.file, line=self.line, record=self.record)
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "record": self.record, "reason": self.reason, "raw": self.raw}
+
+
+class Adapter:
+    """Base class: subclasses set ``name``/``version`` and implement :meth:`read`.
+
+    ``stats`` counts what the adapter read (files, lines, raw rows, ...) beyond
+    the kept/rejected counts the driver keeps itself.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.stats: Counter[str] = Counter()
+
+    def read(self, paths: Sequence[Path]) -> Iterator[Record | Rejected]:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[Adapter]] = {}
+
+
+def register(cls: type[Adapter]) -> type[Adapter]:
+    """Class decorator: make an adapter available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Adapter]]:
+    # Import for the side effect of registration; each module registers itself.
+    from curation.adapters import (  # noqa: F401
+        dailydialog,
+        empatheticdialogues,
+        esconv,
+        goemotions,
+        openwebtext,
+    )
+
+    return dict(_REGISTRY)
+
+
+def get_adapter(name: str) -> Adapter:
+    adapters = registry()
+    if name not in adapters:
+        raise InputError(f"unknown source {name!r}; expected one of: {', '.join(sorted(adapters))}")
+    return adapters[name]()
+
+
+# ------------------------------------------------------------ file helpers
+
+
+def require_paths(paths: Sequence[Path]) -> list[Path]:
+    """Every given path must exist; raises naming the first that does not."""
+    if not paths:
+        raise InputError("no input path given")
+    out = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise InputError("path does not exist", file=str(p))
+        out.append(p)
+    return out
+
+
+def display_path(path: Path | str, root: Path | None = None) -> str:
+    """A path as recorded in provenance: relative to the input root when inside it.
+
+    Relative paths keep snapshot ids independent of where the data lies.
+    """
+    p = Path(path)
+    if root is not None:
+        try:
+            rel = p.resolve().relative_to(root.resolve())
+            return str(Path(root.name) / rel) if str(rel) != "." else root.name
+        except ValueError:
+            pass
+    return p.name
+
+
+def iter_text_lines(stream: io.BufferedIOBase | io.RawIOBase, file: str) -> Iterator[tuple[int, str | Rejected]]:
+    """Yield ``(line_no, text)`` for each line of a binary stream decoded as UTF-8.
+
+    A line with bytes that are not UTF-8 yields a :class:`Rejected` naming the
+    line and byte column instead of text; the rest of the file is still read.
+    Line endings (LF or CRLF) are stripped.
+    """
+    for n, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield n, Rejected(
+                file=file,
+                line=n,
+                reason=f"invalid UTF-8 at byte {exc.start} of the line (expected UTF-8 text)",
+                raw=raw.decode("utf-8", errors="replace"),
+            )
+            continue
+        if text.endswith("\n"):
+            text = text[:-1]
+            if text.endswith("\r"):
+                text = text[:-1]
+        yield n, text
+
+
+def check_not_empty(path: Path, display: str) -> None:
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError("file is empty", file=display)

@@ -1,0 +1,1 @@
+"""Evaluation of base against fine-tuned models (later issues). Not Hugging Face's `evaluate`."""

@@ -1,0 +1,1 @@
+"""Export to training formats and QLoRA fine-tuning (later issues)."""

@@ -1,0 +1,1 @@
+"""LLM labeling, the completion cache, augmentation and Argilla review (later issues)."""
