@@ -254,7 +254,9 @@ def validate_record(record: Mapping[str, Any]) -> None:
     for i, lab in enumerate(record["labels"]):
         where = f"labels[{i}]"
         if lab["source"] not in LABEL_SOURCES:
-            raise SchemaError(f"expected one of {LABEL_SOURCES}, got {lab['source']!r}", field=f"{where}.source", record_id=rid)
+            raise SchemaError(
+                f"expected one of {LABEL_SOURCES}, got {lab['source']!r}", field=f"{where}.source", record_id=rid
+            )
         t = lab.get("turn")
         if t is not None and not 0 <= t < n_turns:
             raise SchemaError(f"turn index {t} outside 0..{n_turns - 1}", field=f"{where}.turn", record_id=rid)
@@ -309,9 +311,7 @@ def _check_value(value: Any, f: pa.Field, path: str, rid: str | None) -> None:
     else:
         allowed = _SCALARS[t]
         if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
-            raise SchemaError(
-                f"expected {t}, got {type(value).__name__} {value!r:.40}", field=path, record_id=rid
-            )
+            raise SchemaError(f"expected {t}, got {type(value).__name__} {value!r:.40}", field=path, record_id=rid)
         if isinstance(value, datetime) and value.tzinfo is None:
             raise SchemaError("timestamps must be timezone-aware (UTC)", field=path, record_id=rid)
 

@@ -134,11 +134,14 @@ def iter_text_lines(stream: io.BufferedIOBase | io.RawIOBase, file: str) -> Iter
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield n, Rejected(
-                file=file,
-                line=n,
-                reason=f"invalid UTF-8 at byte {exc.start} of the line (expected UTF-8 text)",
-                raw=raw.decode("utf-8", errors="replace"),
+            yield (
+                n,
+                Rejected(
+                    file=file,
+                    line=n,
+                    reason=f"invalid UTF-8 at byte {exc.start} of the line (expected UTF-8 text)",
+                    raw=raw.decode("utf-8", errors="replace"),
+                ),
             )
             continue
         if text.endswith("\n"):
