@@ -1,0 +1,450 @@
+"""The snapshot store: immutable, content-addressed Parquet snapshots on any fsspec filesystem.
+
+Layout under the store root (a local folder, ``memory://...``, ``s3://...``)::
+
+    snapshots/<id>/manifest.json          written last: a snapshot exists iff its manifest does
+    snapshots/<id>/data/part-00000.parquet
+    snapshots/<id>/quarantine.jsonl       rejected raw rows with their reasons (if any)
+    refs/<name>.json                      {"id": ..., "updated_at": ...}: tags such as ``latest``
+    tmp/<uuid>/                           snapshots being written
+
+A snapshot is written under ``tmp/`` and renamed into place; it is never
+modified afterwards. Its id is a hash of its parents, the configuration of the
+step that made it and its data (records and quarantine), so writing the same
+data twice yields the same id, and the second write leaves no second copy.
+Refs are small files replaced atomically (write aside, then rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation import __version__
+from curation.errors import StoreError
+from curation.record import RECORD_SCHEMA, SCHEMA_VERSION, Record, from_batch, to_table
+
+DEFAULT_STORE = "./workbench-store"
+ID_LENGTH = 16
+_REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_store_url() -> str:
+    return os.environ.get("WORKBENCH_STORE") or DEFAULT_STORE
+
+
+def canonical_json(value: Any) -> bytes:
+    """Stable JSON bytes for hashing (sorted keys, no whitespace)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One line of ``snapshots list``."""
+
+    id: str
+    created_at: str
+    status: str
+    rows: int
+    sources: tuple[str, ...]
+    refs: tuple[str, ...]
+    parents: tuple[str, ...]
+    step: str
+
+
+class SnapshotStore:
+    """Snapshots and refs under one fsspec URL."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_store_url()
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.root = self.root.rstrip("/") or "/"
+
+    def __repr__(self) -> str:
+        return f"SnapshotStore({self.url!r})"
+
+    # ------------------------------------------------------------ paths
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def snapshot_path(self, snapshot_id: str) -> str:
+        return self._path("snapshots", snapshot_id)
+
+    # ------------------------------------------------------------ reading
+
+    def exists(self, snapshot_id: str) -> bool:
+        return self.fs.exists(self._path("snapshots", snapshot_id, "manifest.json"))
+
+    def snapshot_ids(self) -> list[str]:
+        base = self._path("snapshots")
+        if not self.fs.exists(base):
+            return []
+        ids = []
+        for entry in self.fs.ls(base, detail=False):
+            sid = entry.rstrip("/").rsplit("/", 1)[-1]
+            if self.exists(sid):
+                ids.append(sid)
+        return sorted(ids)
+
+    def refs(self) -> dict[str, str]:
+        """Every ref name and the snapshot id it points at."""
+        base = self._path("refs")
+        if not self.fs.exists(base):
+            return {}
+        out = {}
+        for entry in self.fs.ls(base, detail=False):
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if name.endswith(".json") and not name.startswith("."):
+                out[name[: -len(".json")]] = self._read_json(entry)["id"]
+        return dict(sorted(out.items()))
+
+    def resolve(self, ref: str) -> str:
+        """A snapshot id from a ref name, a full id, or a unique id prefix (6+ characters)."""
+        ref_file = self._path("refs", f"{ref}.json")
+        if _REF_NAME.match(ref) and self.fs.exists(ref_file):
+            return self._read_json(ref_file)["id"]
+        if self.exists(ref):
+            return ref
+        if len(ref) >= 6 and re.fullmatch(r"[0-9a-f]+", ref):
+            matches = [sid for sid in self.snapshot_ids() if sid.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise StoreError(f"snapshot id prefix {ref!r} is ambiguous: {', '.join(matches)}")
+        known = list(self.refs())
+        hint = f" (refs: {', '.join(known[:10])})" if known else " (the store has no refs yet)"
+        raise StoreError(f"no snapshot or ref named {ref!r} in store {self.url}{hint}")
+
+    def manifest(self, ref: str) -> dict[str, Any]:
+        sid = self.resolve(ref)
+        return self._read_json(self._path("snapshots", sid, "manifest.json"))
+
+    def list(self) -> list[SnapshotInfo]:
+        """Every snapshot, oldest first, with the refs that point at it."""
+        by_id: dict[str, list[str]] = defaultdict(list)
+        for name, sid in self.refs().items():
+            by_id[sid].append(name)
+        infos = []
+        for sid in self.snapshot_ids():
+            m = self._read_json(self._path("snapshots", sid, "manifest.json"))
+            infos.append(
+                SnapshotInfo(
+                    id=sid,
+                    created_at=m["created_at"],
+                    status=m["status"],
+                    rows=m["rows"],
+                    sources=tuple(sorted(m["counts"])),
+                    refs=tuple(by_id.get(sid, ())),
+                    parents=tuple(m["parents"]),
+                    step=m["steps"][-1]["kind"] if m["steps"] else "",
+                )
+            )
+        return sorted(infos, key=lambda i: (i.created_at, i.id))
+
+    def shard_paths(self, ref: str) -> list[str]:
+        """Full paths of a snapshot's Parquet shards, e.g. for ``ray.data.read_parquet``."""
+        sid = self.resolve(ref)
+        m = self.manifest(sid)
+        return [self._path("snapshots", sid, s["path"]) for s in m["shards"]]
+
+    def iter_batches(
+        self, ref: str, *, columns: Sequence[str] | None = None, batch_size: int = 1024
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a snapshot's rows shard by shard; memory stays bounded by ``batch_size``."""
+        for path in self.shard_paths(ref):
+            with self.fs.open(path, "rb") as f:
+                pf = pq.ParquetFile(f)
+                yield from pf.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+
+    def iter_records(self, ref: str, *, batch_size: int = 1024) -> Iterator[Record]:
+        for batch in self.iter_batches(ref, batch_size=batch_size):
+            yield from from_batch(batch)
+
+    def iter_quarantine(self, ref: str) -> Iterator[dict[str, Any]]:
+        sid = self.resolve(ref)
+        q = self.manifest(sid).get("quarantine")
+        if not q:
+            return
+        with self.fs.open(self._path("snapshots", sid, q["path"]), "rt", encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+    # ------------------------------------------------------------ refs
+
+    def set_ref(self, name: str, snapshot_id: str) -> None:
+        """Point ``name`` at a snapshot, atomically (write aside, rename over)."""
+        if not _REF_NAME.match(name):
+            raise StoreError(f"invalid ref name {name!r}: use letters, digits, '.', '_' or '-' (max 128)")
+        if not self.exists(snapshot_id):
+            raise StoreError(f"cannot point ref {name!r} at missing snapshot {snapshot_id}")
+        base = self._path("refs")
+        self.fs.makedirs(base, exist_ok=True)
+        tmp = self._path("refs", f".{name}.{uuid.uuid4().hex}.tmp")
+        payload = {"id": snapshot_id, "updated_at": _now()}
+        with self.fs.open(tmp, "wb") as f:
+            f.write(json.dumps(payload, indent=1).encode())
+        self.fs.mv(tmp, self._path("refs", f"{name}.json"))
+
+    def delete_ref(self, name: str) -> None:
+        path = self._path("refs", f"{name}.json")
+        if not self.fs.exists(path):
+            raise StoreError(f"no ref named {name!r}")
+        self.fs.rm(path)
+
+    # ------------------------------------------------------------ writing
+
+    def writer(
+        self,
+        *,
+        step: Mapping[str, Any],
+        parents: Sequence[str] = (),
+        shard_rows: int = 100_000,
+        batch_rows: int = 2_000,
+    ) -> SnapshotWriter:
+        """A writer for one new snapshot made by ``step`` from ``parents``.
+
+        ``step`` needs ``kind`` and ``config`` (hashed into the id) and may carry
+        anything else (inputs, counters) that is recorded but not hashed.
+        """
+        for key in ("kind", "config"):
+            if key not in step:
+                raise StoreError(f"step description lacks {key!r}")
+        return SnapshotWriter(
+            self, step=dict(step), parents=list(parents), shard_rows=shard_rows, batch_rows=batch_rows
+        )
+
+    def gc_tmp(self) -> int:
+        """Remove leftovers of interrupted writes; returns how many."""
+        base = self._path("tmp")
+        if not self.fs.exists(base):
+            return 0
+        entries = self.fs.ls(base, detail=False)
+        for e in entries:
+            self.fs.rm(e, recursive=True)
+        return len(entries)
+
+    def _read_json(self, path: str) -> dict[str, Any]:
+        try:
+            with self.fs.open(path, "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise StoreError(f"missing {path}") from None
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"corrupt JSON in {path}: {exc}") from None
+
+
+class SnapshotWriter:
+    """Collects records into Parquet shards under a temporary name; :meth:`commit` publishes.
+
+    Use as a context manager: leaving the block with an exception (or Ctrl-C)
+    removes everything written, so a failed run leaves no snapshot behind.
+    """
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        *,
+        step: dict[str, Any],
+        parents: list[str],
+        shard_rows: int,
+        batch_rows: int,
+    ) -> None:
+        self.store = store
+        self.step = step
+        self.parents = parents
+        self.shard_rows = shard_rows
+        self.batch_rows = batch_rows
+        self.tmp = store._path("tmp", uuid.uuid4().hex)
+        store.fs.makedirs(f"{self.tmp}/data", exist_ok=True)
+        self._hash = hashlib.sha256()
+        self._hash.update(canonical_json({"parents": parents, "kind": step["kind"], "config": step["config"]}))
+        self._buffer: list[Record] = []
+        self._shards: list[dict[str, Any]] = []
+        self._pq: pq.ParquetWriter | None = None
+        self._pq_file: Any = None
+        self._shard_count = 0
+        self._quarantine: Any = None
+        self._quarantine_rows = 0
+        self.rows = 0
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self.turn_counts: dict[str, Counter[str]] = defaultdict(Counter)
+        # task -> label source -> split -> value -> count
+        self.label_counts: dict[str, dict[str, dict[str, Counter[str]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(Counter))
+        )
+        self._closed = False
+        self.snapshot_id: str | None = None
+        self.reused = False  # True when identical data was already in the store
+        self.manifest: dict[str, Any] | None = None
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None or not self._closed:
+            self.abort()
+
+    # ---------------------------------------------------------- records
+
+    def add(self, record: Record) -> None:
+        self._buffer.append(record)
+        source, split = record["source"], record["split"]
+        self.counts[source][split] += 1
+        self.turn_counts[source][split] += len(record["turns"])
+        for lab in record["labels"]:
+            self.label_counts[lab["task"]][lab["source"]][split][lab["value"]] += 1
+        if len(self._buffer) >= self.batch_rows:
+            self._flush()
+
+    def add_many(self, records: Iterable[Record]) -> None:
+        for r in records:
+            self.add(r)
+
+    def quarantine(self, row: Mapping[str, Any]) -> None:
+        """Keep a rejected raw row with its reason beside the snapshot."""
+        if self._quarantine is None:
+            self._quarantine = self.store.fs.open(f"{self.tmp}/quarantine.jsonl", "wb")
+        line = canonical_json(dict(row)) + b"\n"
+        self._hash.update(b"Q" + line)
+        self._quarantine.write(line)
+        self._quarantine_rows += 1
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = to_table(self._buffer)
+        self._buffer = []
+        for batch in table.to_batches():
+            # Hash the Arrow IPC bytes: exact, and far cheaper than per-record JSON.
+            self._hash.update(batch.serialize())
+        if self._pq is None:
+            name = f"data/part-{self._shard_count:05d}.parquet"
+            self._pq_file = self.store.fs.open(f"{self.tmp}/{name}", "wb")
+            self._pq = pq.ParquetWriter(self._pq_file, RECORD_SCHEMA, compression="zstd")
+            self._shards.append({"path": name, "rows": 0})
+            self._shard_count += 1
+        self._pq.write_table(table, row_group_size=self.batch_rows)
+        self._shards[-1]["rows"] += table.num_rows
+        self.rows += table.num_rows
+        if self._shards[-1]["rows"] >= self.shard_rows:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        if self._pq is not None:
+            self._pq.close()
+            self._pq_file.close()
+            self._pq = None
+            self._pq_file = None
+
+    # ---------------------------------------------------------- publish
+
+    def commit(self, *, extra: Mapping[str, Any] | None = None) -> str:
+        """Publish the snapshot; returns its id (an existing one if the data is identical)."""
+        self._flush()
+        self._close_shard()
+        if self._quarantine is not None:
+            self._quarantine.close()
+        if self.rows == 0 and not self._shards:
+            # An empty snapshot still gets one (empty) shard so readers need no special case.
+            with self.store.fs.open(f"{self.tmp}/data/part-00000.parquet", "wb") as f:
+                pq.write_table(RECORD_SCHEMA.empty_table(), f)
+            self._shards.append({"path": "data/part-00000.parquet", "rows": 0})
+        sid = self._hash.hexdigest()[:ID_LENGTH]
+        self.snapshot_id = sid
+        final = self.store.snapshot_path(sid)
+        if self.store.exists(sid):
+            self.abort()
+            self.reused = True
+            self.manifest = self.store.manifest(sid)
+            return sid
+        self.manifest = self._manifest(sid, extra or {})
+        with self.store.fs.open(f"{self.tmp}/manifest.json", "wb") as f:
+            f.write(json.dumps(self.manifest, indent=1, ensure_ascii=False).encode())
+        self.store.fs.makedirs(self.store._path("snapshots"), exist_ok=True)
+        try:
+            self.store.fs.mv(self.tmp, final, recursive=True)
+        except (FileExistsError, OSError):
+            if not self.store.exists(sid):  # not a lost race with an identical writer
+                self.abort()
+                raise
+            self.abort()
+        self._closed = True
+        return sid
+
+    def abort(self) -> None:
+        for closer in (self._close_shard, lambda: self._quarantine and self._quarantine.close()):
+            with contextlib.suppress(Exception):
+                closer()
+        with contextlib.suppress(FileNotFoundError):
+            if self.store.fs.exists(self.tmp):
+                self.store.fs.rm(self.tmp, recursive=True)
+        self._closed = True
+
+    def _manifest(self, sid: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "id": sid,
+            "schema_version": SCHEMA_VERSION,
+            "status": "draft",
+            "created_at": _now(),
+            "code_version": code_version(),
+            "parents": self.parents,
+            "steps": [self.step],
+            "rows": self.rows,
+            "counts": {s: dict(sorted(c.items())) for s, c in sorted(self.counts.items())},
+            "turns": {s: dict(sorted(c.items())) for s, c in sorted(self.turn_counts.items())},
+            "label_distribution": {
+                task: {
+                    src: {split: dict(c.most_common()) for split, c in sorted(by_split.items())}
+                    for src, by_split in sorted(by_src.items())
+                }
+                for task, by_src in sorted(self.label_counts.items())
+            },
+            "shards": self._shards,
+            "quarantine": {"path": "quarantine.jsonl", "rows": self._quarantine_rows}
+            if self._quarantine_rows
+            else None,
+            "validation": None,
+            **extra,
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def code_version() -> dict[str, str | None]:
+    """The package version, plus the git commit when run from a checkout."""
+    commit = None
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = os.path.join(here, ".git", "HEAD")
+    with contextlib.suppress(OSError):
+        with open(head) as f:
+            ref = f.read().strip()
+        if ref.startswith("ref: "):
+            ref_path = os.path.join(here, ".git", ref[5:])
+            if os.path.exists(ref_path):
+                with open(ref_path) as f:
+                    commit = f.read().strip()
+            else:
+                packed = os.path.join(here, ".git", "packed-refs")
+                with open(packed) as f:
+                    for line in f:
+                        if line.rstrip().endswith(ref[5:]):
+                            commit = line.split()[0]
+        else:
+            commit = ref
+    return {"workbench": __version__, "git": commit}

@@ -1,0 +1,75 @@
+"""The ``workbench`` command line: one verb per stage, thin wrappers over the library.
+
+Known errors (:class:`curation.errors.WorkbenchError`) print as one line and
+exit 1; ``--debug`` shows the traceback instead. Heavy libraries are imported
+only inside the commands that need them, so ``workbench --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ui import state
+from ui.commands import ingest as ingest_cmd
+from ui.commands import run as run_cmd
+from ui.commands import snapshots as snapshots_cmd
+
+app = typer.Typer(
+    name="workbench",
+    help="Data curation and labeling workbench: ingest -> curate -> label -> review -> validate -> export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global(
+    store: str = typer.Option(
+        None,
+        "--store",
+        envvar="WORKBENCH_STORE",
+        help="Snapshot store URL (a folder, or any fsspec URL). Default: ./workbench-store",
+        show_default=False,
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    state.STORE_URL = store
+    state.DEBUG = debug
+
+
+app.command("ingest")(ingest_cmd.ingest)
+app.add_typer(snapshots_cmd.app, name="snapshots")
+app.command("run")(run_cmd.run)
+
+
+def main() -> None:
+    from curation.errors import WorkbenchError
+
+    try:
+        app(standalone_mode=False)
+    except WorkbenchError as exc:
+        if state.DEBUG:
+            raise
+        state.err_console().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        state.err_console().print("[bold red]interrupted[/]: nothing was published")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

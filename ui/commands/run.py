@@ -1,0 +1,33 @@
+"""``workbench run [--config F]``: the whole pipeline; with no config, on the bundled examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ui import state
+from ui.progress import record_progress
+
+
+def run(
+    config: Path = typer.Option(None, "--config", "-c", help="Pipeline TOML (default: examples/pipeline.toml)."),
+) -> None:
+    """Run every stage of a pipeline config, offline on the bundled example data by default."""
+    from curation.ingest import ingest
+    from ui.commands.ingest import print_ingest_summary
+    from ui.pipeline import load_config
+
+    cfg = load_config(config)
+    store = state.store()
+    state.console().print(f"pipeline {cfg.path} -> store {store.url}")
+    results = []
+    for stage in cfg.ingest:
+        with record_progress(f"ingest {stage.source}") as progress:
+            results.append(
+                ingest(
+                    stage.source, stage.paths, store=store, tag=stage.tag, on_error=stage.on_error, progress=progress
+                )
+            )
+    print_ingest_summary(results)
+    state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")

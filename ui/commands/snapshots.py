@@ -1,0 +1,145 @@
+"""``workbench snapshots list | show REF [--json] | diff A B | tag NAME REF``: the store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from ui import state
+
+app = typer.Typer(help="List, inspect and compare snapshots in the store.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_snapshots(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every snapshot in the store, oldest first, with its refs."""
+    from rich.table import Table
+
+    infos = state.store().list()
+    if as_json:
+        print(json.dumps([info.__dict__ for info in infos], indent=1))
+        return
+    if not infos:
+        state.console().print(f"no snapshots in {state.store().url} yet: try `workbench run`")
+        return
+    table = Table(title=f"snapshots in {state.store().url}", title_justify="left")
+    for col in ("id", "refs", "created", "status", "step", "sources", "rows", "parents"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for i in infos:
+        table.add_row(
+            i.id,
+            ", ".join(i.refs),
+            i.created_at.replace("+00:00", "Z"),
+            i.status,
+            i.step,
+            ", ".join(i.sources),
+            f"{i.rows:,}",
+            ", ".join(p[:8] for p in i.parents),
+        )
+    state.console().print(table)
+
+
+@app.command("show")
+def show(
+    ref: str = typer.Argument(..., help="Snapshot id, id prefix or ref."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    top: int = typer.Option(12, "--top", help="Labels shown per task (most frequent first)."),
+    quarantine: bool = typer.Option(False, "--quarantine", help="List the rejected rows kept beside the snapshot."),
+) -> None:
+    """Counts per source/split, label distributions and provenance of one snapshot."""
+    store = state.store()
+    manifest = store.manifest(ref)
+    if as_json:
+        print(json.dumps(manifest, indent=1, ensure_ascii=False))
+        return
+    if quarantine:
+        _print_quarantine(store, manifest["id"])
+        return
+    _print_manifest(manifest, refs=[n for n, sid in store.refs().items() if sid == manifest["id"]], top=top)
+
+
+@app.command("diff")
+def diff(
+    a: str = typer.Argument(..., help="Older snapshot"), b: str = typer.Argument(..., help="Newer snapshot")
+) -> None:
+    """Row counts and gold/other label counts of B against A."""
+    from rich.table import Table
+
+    from curation.manifest import diff_manifests
+
+    store = state.store()
+    d = diff_manifests(store.manifest(a), store.manifest(b))
+    table = Table(title=f"{d['a']} -> {d['b']}", title_justify="left")
+    for col in ("what", "key", "a", "b", "change"):
+        table.add_column(col, justify="right" if col in ("a", "b", "change") else "left")
+    for row in d["rows"]:
+        table.add_row(row["what"], row["key"], f"{row['a']:,}", f"{row['b']:,}", f"{row['b'] - row['a']:+,}")
+    state.console().print(table)
+
+
+@app.command("tag")
+def tag(
+    name: str = typer.Argument(..., help="Ref name"), ref: str = typer.Argument(..., help="Snapshot to point at")
+) -> None:
+    """Point a ref at a snapshot (refs are pointers; snapshots never change)."""
+    store = state.store()
+    sid = store.resolve(ref)
+    store.set_ref(name, sid)
+    state.console().print(f"{name} -> {sid}")
+
+
+def _print_manifest(m: dict[str, Any], *, refs: list[str], top: int) -> None:
+    from rich.table import Table
+
+    from curation.manifest import label_table
+
+    con = state.console()
+    con.print(f"[bold]snapshot {m['id']}[/]  refs: {', '.join(refs) or '-'}  status: {m['status']}")
+    con.print(
+        f"created {m['created_at']}  schema v{m['schema_version']}  code {m['code_version'].get('workbench')}"
+        f" ({(m['code_version'].get('git') or 'no git')[:12]})"
+    )
+    con.print(f"parents: {', '.join(m['parents']) or '-'}")
+    counts = Table(title="records (turns) per source and split", title_justify="left")
+    splits = ("train", "validation", "test")
+    counts.add_column("source")
+    for s in (*splits, "total"):
+        counts.add_column(s, justify="right")
+    for source, by_split in m["counts"].items():
+        turns = m["turns"].get(source, {})
+        cells = [f"{by_split.get(s, 0):,} ({turns.get(s, 0):,})" for s in splits]
+        cells.append(f"{sum(by_split.values()):,} ({sum(turns.values()):,})")
+        counts.add_row(source, *cells)
+    con.print(counts)
+    for task, rows in label_table(m, top=top).items():
+        t = Table(title=f"labels: {task}", title_justify="left")
+        for col in ("source", "value", *splits, "total", "share"):
+            t.add_column(col, justify="left" if col in ("source", "value") else "right")
+        for r in rows:
+            t.add_row(r["source"], r["value"], *(f"{r[s]:,}" for s in splits), f"{r['total']:,}", f"{r['share']:.1%}")
+        con.print(t)
+    for step in m["steps"]:
+        con.print(f"[bold]step[/] {step['kind']}: {json.dumps(step['config'], sort_keys=True)}")
+        counters = step.get("counters") or {}
+        if counters:
+            con.print("  counters: " + ", ".join(f"{k}={v:,}" for k, v in counters.items()))
+        for inp in step.get("inputs", [])[:8]:
+            con.print(f"  input {inp['path']}  {inp['bytes']:,} B  sha256:{inp['sha256'][:16]}")
+        if len(step.get("inputs", [])) > 8:
+            con.print(f"  ... {len(step['inputs']) - 8} more inputs (see --json)")
+    if m.get("quarantine"):
+        con.print(f"[yellow]quarantine: {m['quarantine']['rows']:,} rejected rows[/] (--quarantine to list)")
+
+
+def _print_quarantine(store: Any, sid: str) -> None:
+    con = state.console()
+    n = 0
+    for row in store.iter_quarantine(sid):
+        n += 1
+        where = row["file"] + (f", line {row['line']}" if row.get("line") is not None else "")
+        where += f", record {row['record']}" if row.get("record") else ""
+        con.print(f"{where}: {row['reason']}", highlight=False)
+    if not n:
+        con.print("no rejected rows")

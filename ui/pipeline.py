@@ -1,0 +1,76 @@
+"""The pipeline `workbench run` executes: a TOML config, validated, then each stage in order.
+
+Each stage calls the same library function as its own CLI verb; this module
+only reads the config and sequences them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curation.errors import WorkbenchError
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
+
+_SECTIONS = {"ingest"}
+_INGEST_KEYS = {"source", "paths", "tag", "on_error"}
+
+
+@dataclass(frozen=True)
+class IngestStage:
+    source: str
+    paths: tuple[Path, ...]
+    tag: str | None = None
+    on_error: str = "raise"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    path: Path
+    ingest: tuple[IngestStage, ...] = field(default_factory=tuple)
+
+
+def load_config(path: Path | None = None) -> PipelineConfig:
+    """Read and validate a pipeline TOML; errors name the file and the bad key."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        hint = " (run from a checkout of the project, or pass --config)" if path == DEFAULT_CONFIG else ""
+        raise WorkbenchError(f"{path}: pipeline config not found{hint}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise WorkbenchError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - _SECTIONS)
+    if unknown:
+        raise WorkbenchError(
+            f"{path}: unknown section {unknown[0]!r} (expected one of: {', '.join(sorted(_SECTIONS))})"
+        )
+    stages = []
+    for i, raw in enumerate(data.get("ingest", [])):
+        where = f"{path}: [[ingest]] #{i + 1}"
+        stages.append(_ingest_stage(raw, where, base=path.parent))
+    return PipelineConfig(path=path, ingest=tuple(stages))
+
+
+def _ingest_stage(raw: dict[str, Any], where: str, *, base: Path) -> IngestStage:
+    bad = sorted(set(raw) - _INGEST_KEYS)
+    if bad:
+        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_INGEST_KEYS))})")
+    for key in ("source", "paths"):
+        if key not in raw:
+            raise WorkbenchError(f"{where}: missing key {key!r}")
+    paths = raw["paths"]
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise WorkbenchError(f"{where}: 'paths' must be a list of strings")
+    return IngestStage(
+        source=str(raw["source"]),
+        paths=tuple((base / p) for p in paths),
+        tag=raw.get("tag"),
+        on_error=raw.get("on_error", "raise"),
+    )

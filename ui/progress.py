@@ -1,0 +1,33 @@
+"""Progress display for long work: a live counter with rate, on stderr."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ui import state
+
+
+@contextmanager
+def record_progress(description: str) -> Iterator:
+    """Yields a ``progress(kept, rejected)`` callback that drives a live display."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TextColumn("[red]{task.fields[rejected]} rejected"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    start = time.perf_counter()
+    with Progress(*columns, console=state.err_console(), transient=True) as bar:
+        task = bar.add_task(description, total=None, rejected=0, rate="")
+
+        def update(kept: int, rejected: int) -> None:
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=kept, rejected=rejected, rate=f"{(kept + rejected) / elapsed:,.0f}/s")
+
+        yield update
