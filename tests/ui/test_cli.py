@@ -1,0 +1,158 @@
+"""The CLI as a user runs it: real processes, real example files, a store in tmp."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wb(*args: str, store: Path, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WORKBENCH_STORE": str(store), "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ui.cli", *args], capture_output=True, text=True, env=env, cwd=cwd or ROOT
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"workbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _store_is_empty(store: Path) -> bool:
+    snaps = store / "snapshots"
+    refs = store / "refs"
+    tmp = store / "tmp"
+    return (
+        (not snaps.exists() or not any(snaps.iterdir()))
+        and (not refs.exists() or not any(refs.iterdir()))
+        and (not tmp.exists() or not any(tmp.iterdir()))
+    )
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """`workbench run` once on the bundled examples."""
+    store = tmp_path_factory.mktemp("run") / "store"
+    proc = wb("run", store=store)
+    return store, proc
+
+
+def test_run_ingests_all_five_example_sources(ran):
+    store, proc = ran
+    for source in ("dailydialog", "empatheticdialogues", "esconv", "goemotions", "openwebtext"):
+        assert source in proc.stdout
+    listed = json.loads(wb("snapshots", "list", "--json", store=store).stdout)
+    refs = {r for info in listed for r in info["refs"]}
+    assert {"dd-raw", "ed-raw", "esconv-raw", "ge-raw", "owt-raw", "latest"} <= refs
+    assert all(info["rows"] > 0 for info in listed)
+
+
+def test_run_twice_reuses_identical_snapshots(ran):
+    store, _ = ran
+    before = sorted(p.name for p in (store / "snapshots").iterdir())
+    proc = wb("run", store=store)
+    assert "identical data already stored" in proc.stdout
+    assert sorted(p.name for p in (store / "snapshots").iterdir()) == before
+
+
+def test_show_prints_counts_labels_and_provenance(ran):
+    store, _ = ran
+    out = wb("snapshots", "show", "dd-raw", store=store).stdout
+    assert "dailydialog" in out and "labels: emotion" in out and "labels: act" in out
+    assert "sha256:" in out and "step ingest" in out
+    manifest = json.loads(wb("snapshots", "show", "dd-raw", "--json", store=store).stdout)
+    counts = manifest["counts"]["dailydialog"]
+    assert set(counts) == {"train", "validation", "test"}
+    assert manifest["steps"][0]["counters"]["kept"] == sum(counts.values())
+    assert manifest["label_distribution"]["act"]["gold"]["train"]
+
+
+def test_diff_between_two_snapshots(ran):
+    store, _ = ran
+    out = wb("snapshots", "diff", "dd-raw", "ge-raw", store=store).stdout
+    assert "dailydialog/train" in out and "goemotions/train" in out
+
+
+def test_missing_path_is_one_line_error_and_writes_nothing(tmp_path):
+    store = tmp_path / "store"
+    proc = wb("ingest", "dailydialog", str(tmp_path / "nope"), "--tag", "x", store=store, check=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "nope" in lines[0] and "does not exist" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert _store_is_empty(store)
+
+
+def test_bad_row_stops_by_default_and_skip_quarantines(tmp_path, examples):
+    src = examples / "goemotions"
+    bad = tmp_path / "goemotions"
+    shutil.copytree(src, bad)
+    lines = (bad / "train.tsv").read_text(encoding="utf-8").split("\n")
+    text, _, cid = lines[4].split("\t")
+    lines[4] = f"{text}\t28\t{cid}"  # label id out of range 0..27
+    (bad / "train.tsv").write_text("\n".join(lines), encoding="utf-8")
+    store = tmp_path / "store"
+
+    proc = wb("ingest", "goemotions", str(bad), "--tag", "ge", store=store, check=False)
+    assert proc.returncode == 1
+    assert "train.tsv" in proc.stderr and "line 5" in proc.stderr and "28" in proc.stderr
+    assert _store_is_empty(store)
+
+    wb("ingest", "goemotions", str(bad), "--tag", "ge", "--on-error", "skip", store=store)
+    manifest = json.loads(wb("snapshots", "show", "ge", "--json", store=store).stdout)
+    assert manifest["quarantine"]["rows"] == 1
+    assert manifest["steps"][0]["counters"]["rejected"] == 1
+    q = wb("snapshots", "show", "ge", "--quarantine", store=store).stdout
+    assert "line 5" in q
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = wb("--debug", "ingest", "goemotions", str(tmp_path / "nope"), store=tmp_path / "s", check=False)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_unknown_source_and_ref(tmp_path):
+    proc = wb("ingest", "reddit", str(tmp_path), store=tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "unknown source 'reddit'" in proc.stderr
+    proc = wb("snapshots", "show", "nope", store=tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "no snapshot or ref named 'nope'" in proc.stderr
+
+
+def test_bad_pipeline_config_names_the_key(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[[ingest]]\nsource = "goemotions"\npaths = ["x"]\ntags = "ge"\n')
+    proc = wb("run", "--config", str(cfg), store=tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "unknown key 'tags'" in proc.stderr and "p.toml" in proc.stderr
+
+
+def test_ingest_and_snapshots_never_import_heavy_libraries(tmp_path, examples):
+    code = (
+        "import sys\n"
+        "from ui.cli import app\n"
+        f"app(['--store', {str(tmp_path / 's')!r}, 'ingest', 'goemotions', {str(examples / 'goemotions')!r}],"
+        " standalone_mode=False)\n"
+        f"app(['--store', {str(tmp_path / 's')!r}, 'snapshots', 'list'], standalone_mode=False)\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pandas', 'peft', 'datasets', 'streamlit') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_store_option_accepts_fsspec_memory_url(tmp_path, examples):
+    code = (
+        "from ui.cli import app\nfrom curation.store import SnapshotStore\n"
+        f"app(['--store', 'memory://cli-test', 'ingest', 'goemotions', {str(examples / 'goemotions')!r},"
+        " '--tag', 'ge'], standalone_mode=False)\n"
+        "s = SnapshotStore('memory://cli-test')\n"
+        "assert s.manifest('ge')['counts']['goemotions']['train'] > 0\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
