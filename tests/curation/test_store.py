@@ -22,7 +22,8 @@ def records(examples):
 @pytest.fixture(params=["local", "memory"])
 def any_store(request, tmp_path):
     if request.param == "local":
-        return SnapshotStore(str(tmp_path / "store"))
+        yield SnapshotStore(str(tmp_path / "store"))
+        return
     url = f"memory://wb-{uuid.uuid4().hex}"
     yield SnapshotStore(url)
     SnapshotStore(url).fs.rm(url.removeprefix("memory://"), recursive=True)
