@@ -23,7 +23,8 @@ def record_progress(description: str) -> Iterator:
         TimeElapsedColumn(),
     )
     start = time.perf_counter()
-    with Progress(*columns, console=state.err_console(), transient=True) as bar:
+    console = state.err_console()
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=None, rejected=0, rate="")
 
         def update(kept: int, rejected: int) -> None:

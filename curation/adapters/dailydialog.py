@@ -208,7 +208,9 @@ def _plan(paths: Sequence[Path]) -> _Plan:
         if path.is_dir():
             _plan_directory(plan, path)
         else:
-            _plan_file(plan, path, root=None)
+            # A file given on its own is shown with its folder ("train/dialogues_train.txt",
+            # "variant_2017-04/train.zip!..."), enough to tell two versions apart.
+            _plan_file(plan, path, root=path.parent)
     if not (plan.splits or plan.csvs or plan.full):
         raise InputError(f"nothing to ingest; {_EXPECTED}", file=str(paths[0]))
     return plan
@@ -453,7 +455,9 @@ def _add_topic(record: Record, topic: _Topic) -> None:
     """The dialogue's topic as context and as a record-level gold label (``raw`` = the file's id)."""
     record["context"]["topic"] = topic.name
     record["context"]["topic_id"] = str(topic.id)
-    record["labels"].append(label("topic", topic.name, source="gold", agent=AGENT, raw=str(topic.id)))
+    # Where the topic came from: the full-file line, and how it was matched (see the topic join).
+    where = {"full_line": str(topic.full_line), "match": topic.tier}
+    record["labels"].append(label("topic", topic.name, source="gold", agent=AGENT, raw=str(topic.id), attrs=where))
 
 
 def _hash_split(utterances: Sequence[str]) -> str:
@@ -771,7 +775,7 @@ class DailyDialogAdapter(Adapter):
             try:
                 topic = None
                 if topic_id is not None:
-                    topic = _Topic(topic_id, labels.topic.from_id(topic_id), line, "same line")
+                    topic = _Topic(topic_id, labels.topic.from_id(topic_id), line, "same-line")
                 yield self._build(
                     labels,
                     split=split,

@@ -139,7 +139,8 @@ def test_ingest_and_snapshots_never_import_heavy_libraries(tmp_path, examples):
         f"app(['--store', {str(tmp_path / 's')!r}, 'ingest', 'goemotions', {str(examples / 'goemotions')!r}],"
         " standalone_mode=False)\n"
         f"app(['--store', {str(tmp_path / 's')!r}, 'snapshots', 'list'], standalone_mode=False)\n"
-        "heavy = [m for m in ('torch', 'transformers', 'pandas', 'peft', 'datasets', 'streamlit') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pandas', 'peft', 'datasets', 'streamlit')"
+        " if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
