@@ -21,8 +21,9 @@ Shape::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal, TypedDict
 
 import pyarrow as pa
@@ -232,11 +233,13 @@ def validate_record(record: Mapping[str, Any]) -> None:
     Raises :class:`SchemaError` naming the first offending field (a dotted
     path such as ``turns[3].text``).
     """
-    rid = record.get("id") if isinstance(record, Mapping) else None
-    rid = rid if isinstance(rid, str) else None
     if not isinstance(record, Mapping):
         raise SchemaError(f"expected a mapping, got {type(record).__name__}", field="<record>")
-    _check_struct(record, RECORD_SCHEMA, "", rid)
+    rid = record.get("id")
+    rid = rid if isinstance(rid, str) else None
+    if not _RECORD_OK(record):
+        # Slow path only on failure: walk again, tracking the path, to name the field.
+        _check_struct(record, RECORD_SCHEMA, "", rid)
     if record["split"] not in SPLITS:
         raise SchemaError(f"expected one of {SPLITS}, got {record['split']!r}", field="split", record_id=rid)
     parts = record["id"].split(":", 2)
@@ -251,6 +254,7 @@ def validate_record(record: Mapping[str, Any]) -> None:
     if not record["turns"]:
         raise SchemaError("a record has at least one turn", field="turns", record_id=rid)
     n_turns = len(record["turns"])
+    task_labels = _task_labels()
     for i, lab in enumerate(record["labels"]):
         where = f"labels[{i}]"
         if lab["source"] not in LABEL_SOURCES:
@@ -263,17 +267,62 @@ def validate_record(record: Mapping[str, Any]) -> None:
         score = lab.get("score")
         if score is not None and not math.isfinite(score):
             raise SchemaError("score must be finite", field=f"{where}.score", record_id=rid)
-        task = lab["task"]
-        if task in vocabularies.TASK_VOCABULARIES:
-            try:
-                vocabularies.load(task).index(lab["value"])
-            except UnknownLabelError as exc:
-                raise SchemaError(str(exc), field=f"{where}.value", record_id=rid) from None
+        known = task_labels.get(lab["task"])
+        if known is not None and lab["value"] not in known:
+            exc = UnknownLabelError(lab["task"], lab["value"], vocabularies.load(lab["task"]).labels)
+            raise SchemaError(str(exc), field=f"{where}.value", record_id=rid)
     for i, t in enumerate(record["turns"]):
         for key in ("emotion", "act", "strategy"):
             value = t.get(key)
-            if value is not None and value not in vocabularies.load(key):
+            if value is not None and value not in task_labels[key]:
                 raise SchemaError(f"{value!r} is not in vocabulary {key!r}", field=f"turns[{i}].{key}", record_id=rid)
+
+
+@cache
+def _task_labels() -> dict[str, frozenset[str]]:
+    return {task: frozenset(vocabularies.load(task).labels) for task in vocabularies.TASK_VOCABULARIES}
+
+
+def _compile(t: pa.DataType, nullable: bool) -> Callable[[Any], bool]:
+    """A predicate that is true when a Python value fits Arrow type ``t`` (no messages: the fast path)."""
+    if pa.types.is_struct(t):
+        fields = [(f.name, _compile(f.type, f.nullable)) for f in t]
+        names = frozenset(name for name, _ in fields)
+
+        def check(v: Any) -> bool:
+            return isinstance(v, Mapping) and names.issuperset(v) and all(ok(v.get(n)) for n, ok in fields)
+
+    elif pa.types.is_map(t):
+
+        def check(v: Any) -> bool:
+            return isinstance(v, Mapping) and all(type(k) is str and type(x) is str for k, x in v.items())
+
+    elif pa.types.is_list(t):
+        item = _compile(t.value_type, t.value_field.nullable)
+
+        def check(v: Any) -> bool:
+            return isinstance(v, list | tuple) and all(item(x) for x in v)
+
+    else:
+        allowed = _SCALARS[t]
+        if t == pa.timestamp("us", tz="UTC"):
+
+            def check(v: Any) -> bool:
+                return isinstance(v, datetime) and v.tzinfo is not None
+
+        elif bool in allowed:
+
+            def check(v: Any) -> bool:
+                return type(v) is bool
+
+        else:
+
+            def check(v: Any) -> bool:
+                return isinstance(v, allowed) and type(v) is not bool
+
+    if nullable:
+        return lambda v: v is None or check(v)
+    return check
 
 
 def _check_struct(value: Mapping[str, Any], fields: Iterable[pa.Field], path: str, rid: str | None) -> None:
@@ -314,6 +363,9 @@ def _check_value(value: Any, f: pa.Field, path: str, rid: str | None) -> None:
             raise SchemaError(f"expected {t}, got {type(value).__name__} {value!r:.40}", field=path, record_id=rid)
         if isinstance(value, datetime) and value.tzinfo is None:
             raise SchemaError("timestamps must be timezone-aware (UTC)", field=path, record_id=rid)
+
+
+_RECORD_OK = _compile(pa.struct(list(RECORD_SCHEMA)), False)
 
 
 def to_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
