@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -14,7 +15,7 @@ def ingest(
     source: str = typer.Argument(..., help="dailydialog | empatheticdialogues | esconv | goemotions | openwebtext"),
     paths: list[Path] = typer.Argument(..., help="Raw files or folders of that source, as distributed."),
     tag: str = typer.Option(None, "--tag", "-t", help="Ref to point at the new snapshot (e.g. dd-raw)."),
-    on_error: str = typer.Option(
+    on_error: Literal["raise", "skip"] = typer.Option(
         "raise",
         "--on-error",
         help="raise: stop at the first bad row, write nothing. skip: write good records, quarantine bad rows.",
