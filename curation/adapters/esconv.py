@@ -508,19 +508,20 @@ class _JsonListCursor:
     can be rejected on its own while the rest of the file is still read.
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, chunk_size: int) -> None:
         self._stream = stream
+        self._chunk_size = chunk_size
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self.buf = ""
         self.line = 1  # line number of buf[0]
         self.offset = 0  # byte offset of buf[0]
         self.eof = False
 
-    def fill(self, at_least: int = _JSON_LIST_CHUNK) -> bool:
+    def fill(self, at_least: int = 0) -> bool:
         """Read at least ``at_least`` more bytes; False at end of file."""
         if self.eof:
             return False
-        chunk = self._stream.read(max(at_least, _JSON_LIST_CHUNK))
+        chunk = self._stream.read(max(at_least, self._chunk_size))
         if not chunk:
             self.eof = True
             self.buf += self._decoder.decode(b"", final=True)
@@ -545,14 +546,16 @@ class _JsonListCursor:
         return taken
 
 
-def _iter_json_list(stream: BinaryIO, file: str) -> Iterator[_ListElement | Rejected]:
+def _iter_json_list(
+    stream: BinaryIO, file: str, *, chunk_size: int = _JSON_LIST_CHUNK
+) -> Iterator[_ListElement | Rejected]:
     """Yield the elements of a top-level JSON list one at a time, with their lines and byte offsets.
 
     A broken element (truncated file, syntax error) ends the file with one
     :class:`Rejected` that names where the element starts and where parsing failed.
     """
     decoder = json.JSONDecoder()
-    cur = _JsonListCursor(stream)
+    cur = _JsonListCursor(stream, chunk_size)
     if cur.skip_ws() != "[":
         raise InputError("expected a JSON list starting with '['", file=file, line=cur.line)
     cur.consume(1)
@@ -609,10 +612,12 @@ def _iter_json_list(stream: BinaryIO, file: str) -> Iterator[_ListElement | Reje
             cur.consume(1)
             break
         if sep is None:
+            end_line = start_line + raw.count("\n")
             yield Rejected(
                 file=file,
-                line=cur.line,
-                reason=f"the file ends after list element {index - 1} without the closing ']' (truncated?)",
+                line=end_line,
+                reason=f"the file ends after list element {index - 1} (line {end_line}) without the closing ']' "
+                "(truncated?)",
             )
             return
         yield Rejected(
@@ -625,6 +630,8 @@ def _iter_json_list(stream: BinaryIO, file: str) -> Iterator[_ListElement | Reje
     trailing = cur.skip_ws()
     if trailing is not None:
         yield Rejected(
-            file=file, line=cur.line, reason=f"unexpected {trailing!r} after the closing ']' of the list", raw=cur.buf[:200]
+            file=file,
+            line=cur.line,
+            reason=f"unexpected {trailing!r} after the closing ']' of the list",
+            raw=cur.buf[:200],
         )
-
