@@ -729,8 +729,8 @@ class DailyDialogAdapter(Adapter):
 
     def _full_rows(
         self, full: _FullFiles, labels: _Labels
-    ) -> Iterator[tuple[int, list[str], list[str], list[str], int | None] | Rejected]:
-        """Each full-file line parsed to (line, utterances, act tokens, emotion tokens, topic id)."""
+    ) -> Iterator[tuple[int, str, list[str], list[str], list[str], int | None] | Rejected]:
+        """Each full-file line as (line, raw text, utterances, act tokens, emotion tokens, topic id)."""
         raw_files = [full.text, full.act, full.emotion] + ([full.topic] if full.topic else [])
         _check_aligned(raw_files)
         self.stats["files"] += len(raw_files)
@@ -751,14 +751,14 @@ class DailyDialogAdapter(Adapter):
             except _Bad as bad_row:
                 yield Rejected(file=bad_row.file, line=line, reason=bad_row.reason, raw=text)
                 continue
-            yield line, utterances, acts.split(), emotions.split(), topic_id
+            yield line, text, utterances, acts.split(), emotions.split(), topic_id
 
     def _index_topics(self, full: _FullFiles, labels: _Labels, index: _TopicIndex) -> Iterator[Rejected]:
         for row in self._full_rows(full, labels):
             if isinstance(row, Rejected):
                 yield row
                 continue
-            line, utterances, acts, emotions, topic_id = row
+            line, _, utterances, acts, emotions, topic_id = row
             assert topic_id is not None
             index.add(line, topic_id, _join_keys(utterances, acts, emotions))
             self.stats["topic_index_lines"] += 1
@@ -769,7 +769,7 @@ class DailyDialogAdapter(Adapter):
             if isinstance(row, Rejected):
                 yield row
                 continue
-            line, utterances, act_tokens, emotion_tokens, topic_id = row
+            line, text, utterances, act_tokens, emotion_tokens, topic_id = row
             split = _hash_split(utterances)
             record_id = make_id(AGENT, split, f"full-{line}")
             try:
@@ -792,13 +792,7 @@ class DailyDialogAdapter(Adapter):
                     topic=topic,
                 )
             except _Bad as bad_row:
-                yield Rejected(
-                    file=bad_row.file,
-                    line=line,
-                    record=record_id,
-                    reason=bad_row.reason,
-                    raw=" __eou__ ".join(utterances) + " __eou__",
-                )
+                yield Rejected(file=bad_row.file, line=line, record=record_id, reason=bad_row.reason, raw=text)
 
     # -- Kaggle / HF CSV
 
