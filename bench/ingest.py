@@ -179,7 +179,10 @@ def build_archive(texts: list[str], archive: Path, n_docs: int, rng: random.Rand
     import tarfile
 
     total = 0
-    with lzma.open(archive, "wb", preset=6) as xz, tarfile.open(fileobj=xz, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+    with (
+        lzma.open(archive, "wb", preset=6) as xz,
+        tarfile.open(fileobj=xz, mode="w|", format=tarfile.GNU_FORMAT) as tar,
+    ):
         for i in range(n_docs):
             target = rng.randrange(300, 6000)
             parts, size = [], 0

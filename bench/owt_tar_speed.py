@@ -38,12 +38,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DOCS = Path("openwebtext/hf_datasets_dummy/dummy_data/openwebtext")
-METHODS = ("xz", "lzma", "tarfile", "ours", "ours_xz_pipe", "adapter")
+METHODS = ("xz", "lzma", "tarfile", "ours_inline", "ours", "ours_xz_pipe", "adapter")
 LABELS = {
     "xz": "xz -dc > /dev/null",
     "lzma": "lzma only (no tar parsing)",
     "tarfile": "tarfile r|xz stream mode",
-    "ours": "iter_tar (ours, lzma)",
+    "ours_inline": "iter_tar, lzma inline",
+    "ours": "iter_tar, lzma in a thread (ours)",
     "ours_xz_pipe": "iter_tar over xz -dc pipe",
     "adapter": "adapter records (ours, full)",
 }
@@ -89,7 +90,7 @@ def build_archive(out_dir: Path, n_docs: int, doc_bytes: int) -> tuple[Path, int
 
 
 def _run_method(method: str, archive: Path) -> dict[str, float]:
-    from curation.adapters.openwebtext import OpenWebTextAdapter, iter_tar, xz_chunks
+    from curation.adapters.openwebtext import OpenWebTextAdapter, iter_tar, prefetch, xz_chunks
 
     members = 0
     start = time.perf_counter()
@@ -106,15 +107,19 @@ def _run_method(method: str, archive: Path) -> dict[str, float]:
                 if fileobj is not None:
                     fileobj.read()
                     members += 1
-    elif method == "ours":
+    elif method == "ours_inline":
         with archive.open("rb") as f:
             for _name, _offset, _data in iter_tar(xz_chunks(f)):
                 members += 1
+    elif method == "ours":
+        with archive.open("rb") as f:
+            for _name, _offset, _data in iter_tar(prefetch(xz_chunks(f))):
+                members += 1
     elif method == "ours_xz_pipe":
-        with subprocess.Popen(["xz", "-dc", str(archive)], stdout=subprocess.PIPE, bufsize=0) as proc:
+        with subprocess.Popen(["xz", "-dc", str(archive)], stdout=subprocess.PIPE) as proc:
             pipe = proc.stdout
             assert pipe is not None
-            chunks = iter(lambda: pipe.read(1 << 20), b"")
+            chunks = iter(lambda: pipe.read(1 << 20), b"")  # buffered: blocks for a full MiB
             for _name, _offset, _data in iter_tar(chunks):
                 members += 1
     elif method == "adapter":

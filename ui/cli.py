@@ -53,7 +53,9 @@ def main() -> None:
     except WorkbenchError as exc:
         if state.DEBUG:
             raise
-        state.err_console().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        state.err_console().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         state.err_console().print("[bold red]interrupted[/]: nothing was published")

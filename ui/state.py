@@ -24,11 +24,11 @@ def store() -> SnapshotStore:
 def console() -> Console:
     from rich.console import Console
 
-    return Console()
+    return Console(emoji=False, highlight=False)
 
 
 @cache
 def err_console() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False, highlight=False)

@@ -327,7 +327,8 @@ class GoEmotionsAdapter(Adapter):
                     row = next(reader, None)
                 except csv.Error as exc:
                     # the csv module's only hard error with default settings
-                    yield Rejected(file=display, line=start, reason=f"malformed CSV ({exc}); expected {n_fields} fields")
+                    reason = f"malformed CSV ({exc}); expected {n_fields} fields"
+                    yield Rejected(file=display, line=start, reason=reason)
                     return
                 if row is None:
                     break
@@ -394,7 +395,8 @@ def _split_tsv_line(line: str) -> list[str] | str:
 
 def _check_rater_row(row: list[str], n_fields: int, names: tuple[str, ...]) -> str | None:
     if len(row) != n_fields:
-        return f"expected {n_fields} comma-separated fields ({', '.join(RATER_META_COLUMNS)}, 28 emotions), got {len(row)}"
+        columns = ", ".join(RATER_META_COLUMNS)
+        return f"expected {n_fields} comma-separated fields ({columns}, 28 emotions), got {len(row)}"
     comment_id, rater_id, unclear = row[1], row[7], row[8]
     if not comment_id or any(c.isspace() for c in comment_id):
         return f"bad comment id {comment_id!r} (expected a Reddit comment id such as 'eew5j0j')"

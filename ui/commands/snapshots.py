@@ -140,6 +140,6 @@ def _print_quarantine(store: Any, sid: str) -> None:
         n += 1
         where = row["file"] + (f", line {row['line']}" if row.get("line") is not None else "")
         where += f", record {row['record']}" if row.get("record") else ""
-        con.print(f"{where}: {row['reason']}", highlight=False)
+        con.print(f"{where}: {row['reason']}", soft_wrap=True, markup=False)
     if not n:
         con.print("no rejected rows")
