@@ -17,6 +17,7 @@ a time, except where a format forces grouping (documented in the adapter).
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -149,6 +150,36 @@ def iter_text_lines(stream: io.BufferedIOBase | io.RawIOBase, file: str) -> Iter
             if text.endswith("\r"):
                 text = text[:-1]
         yield n, text
+
+
+# ------------------------------------------------------------ splits
+
+_SPLIT_WORDS = (("train", "train"), ("valid", "validation"), ("dev", "validation"), ("test", "test"))
+
+
+def split_from_name(path: Path) -> str | None:
+    """The split a file name names (``train``, ``valid``/``dev`` -> validation, ``test``), or None.
+
+    None also when the name matches more than one split (``train_test.csv``).
+    """
+    stem = Path(path).stem.lower()
+    found = {split for word, split in _SPLIT_WORDS if word in stem}
+    return found.pop() if len(found) == 1 else None
+
+
+def hash_split(key: str, ratios: tuple[float, float, float]) -> str:
+    """A deterministic split for data whose split is ours to set.
+
+    The first 8 bytes of ``sha256(key)`` as a big-endian integer, mod 10,000,
+    against the cumulative ``(train, validation, test)`` ratios. Records with the
+    same key always land in the same split, whatever order they come in, so a
+    key such as the dialogue text keeps identical items out of two splits.
+    """
+    bucket = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % 10_000
+    train, validation, _ = ratios
+    if bucket < round(train * 10_000):
+        return "train"
+    return "validation" if bucket < round((train + validation) * 10_000) else "test"
 
 
 def check_not_empty(path: Path, display: str) -> None:

@@ -53,6 +53,7 @@ from curation.adapters.base import (
     Rejected,
     check_not_empty,
     display_path,
+    hash_split,
     iter_text_lines,
     register,
     require_paths,
@@ -65,7 +66,7 @@ SPEAKERS = ("A", "B")
 AGENT = "dailydialog"
 
 #: Hash-assigned split shares (per mille) when only the full files are given.
-HASH_SPLIT_PER_MILLE = (("train", 850), ("validation", 925), ("test", 1000))
+HASH_SPLIT_RATIOS = (0.85, 0.075, 0.075)
 
 _SPLIT_TEXT = re.compile(r"^dialogues_(train|validation|test)\.txt$")
 _SPLIT_LABELS = re.compile(r"^dialogues_(act|emotion)_(train|validation|test)\.txt$")
@@ -461,9 +462,7 @@ def _add_topic(record: Record, topic: _Topic) -> None:
 
 
 def _hash_split(utterances: Sequence[str]) -> str:
-    digest = hashlib.sha256("\n".join(utterances).encode("utf-8")).digest()
-    bucket = int.from_bytes(digest[:8], "big") % 1000
-    return next(split for split, upper in HASH_SPLIT_PER_MILLE if bucket < upper)
+    return hash_split("\n".join(utterances), HASH_SPLIT_RATIOS)
 
 
 # ------------------------------------------------------------------ topic join

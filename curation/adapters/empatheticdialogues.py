@@ -58,6 +58,7 @@ from curation.adapters.base import (
     iter_text_lines,
     register,
     require_paths,
+    split_from_name,
 )
 from curation.errors import InputError, SchemaError, UnknownLabelError
 from curation.record import Record, Turn, label, make_id, provenance, turn
@@ -72,8 +73,6 @@ _ROLES = ("speaker", "listener")
 # carry stray spaces, pasted URLs and free text inside the parts, so only the
 # shape (4 pipes, an underscore in the middle part) is checked.
 _SELFEVAL_SHAPE = re.compile(r"[^|]*\|[^|]*\|[^|_]*_[^|]*\|[^|]*\|[^|]*")
-
-_SPLIT_WORDS = (("train", "train"), ("valid", "validation"), ("dev", "validation"), ("test", "test"))
 
 
 @dataclass
@@ -128,7 +127,7 @@ class EmpatheticDialoguesAdapter(Adapter):
 
     def _read_file(self, path: Path, display: str) -> Iterator[Record | Rejected]:
         check_not_empty(path, display)
-        split = _split_from_name(path)
+        split = split_from_name(path)
         if split is None:
             raise InputError(
                 "cannot tell the split from the file name: expected a name containing exactly one of "
@@ -321,9 +320,3 @@ def _check_header(first: tuple[int, str | Rejected] | None, file: str) -> None:
 
 def _uncomma(text: str) -> str:
     return text.replace("_comma_", ",")
-
-
-def _split_from_name(path: Path) -> str | None:
-    stem = path.stem.lower()
-    found = {split for word, split in _SPLIT_WORDS if word in stem}
-    return found.pop() if len(found) == 1 else None

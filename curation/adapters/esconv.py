@@ -47,7 +47,6 @@ whitespace is kept as the file has it.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,9 +60,11 @@ from curation.adapters.base import (
     Rejected,
     check_not_empty,
     display_path,
+    hash_split,
     iter_text_lines,
     register,
     require_paths,
+    split_from_name,
 )
 from curation.errors import InputError, SchemaError, UnknownLabelError
 from curation.record import Label, Record, Turn, label, make_id, provenance, turn
@@ -92,9 +93,8 @@ _CONTEXT_FIELDS = (
 )
 _REQUIRED_FIELDS = ("emotion_type", "problem_type", "dialog")
 
-_SPLIT_WORDS = (("train", "train"), ("valid", "validation"), ("dev", "validation"), ("test", "test"))
 # Hash-assigned split for the list formats: bucket (0..99) below 70 -> train, below 85 -> validation.
-_HASH_SPLITS = ((70, "train"), (85, "validation"), (100, "test"))
+_HASH_SPLIT_RATIOS = (0.70, 0.15, 0.15)
 
 _JSON_LIST_CHUNK = 1 << 16
 _LONE_SURROGATE = re.compile("[\udc80-\udcff]")
@@ -136,7 +136,7 @@ class ESConvAdapter(Adapter):
             if not p.is_file():
                 continue
             name = p.name.lower()
-            if (name.endswith(".txt") and _split_from_name(p) is not None) or (
+            if (name.endswith(".txt") and split_from_name(p) is not None) or (
                 name.endswith(".json") and "esconv" in name
             ):
                 chosen.append(p)
@@ -157,7 +157,7 @@ class ESConvAdapter(Adapter):
             first, line = _first_char(stream)
             stream.seek(0)
             if first == "{":
-                split = _split_from_name(path)
+                split = split_from_name(path)
                 if split is None:
                     raise InputError(
                         "cannot tell the split from the file name: expected train.txt, valid.txt or test.txt "
@@ -461,15 +461,7 @@ def _hash_split(conv: Any) -> str:
         if isinstance(dialog, list) and dialog and isinstance(dialog[0], dict):
             content = dialog[0].get("content", dialog[0].get("text"))
             first = content.strip() if isinstance(content, str) else ""
-    digest = hashlib.sha256(f"{situation}\n{first}".encode()).digest()
-    bucket = int.from_bytes(digest[:8], "big") % 100
-    return next(split for bound, split in _HASH_SPLITS if bucket < bound)
-
-
-def _split_from_name(path: Path) -> str | None:
-    stem = path.stem.lower()
-    found = {split for word, split in _SPLIT_WORDS if word in stem}
-    return found.pop() if len(found) == 1 else None
+    return hash_split(f"{situation}\n{first}", _HASH_SPLIT_RATIOS)
 
 
 def _first_char(stream: BinaryIO) -> tuple[str | None, int]:

@@ -41,7 +41,6 @@ the input is refused. Without it the vocabulary's order is used.
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from curation.adapters.base import (
     Rejected,
     check_not_empty,
     display_path,
+    hash_split,
     iter_text_lines,
     register,
     require_paths,
@@ -81,14 +81,12 @@ CONTEXT_COLUMNS = ("subreddit", "author", "link_id", "parent_id", "created_utc")
 _UNCLEAR = {"True": True, "False": False}
 
 
-def hash_split(native_id: str) -> str:
-    """Deterministic 80/10/10 split for comments no TSV places.
+HASH_SPLIT_RATIOS = (0.8, 0.1, 0.1)
 
-    The first 8 bytes of ``sha256(comment_id)`` as a big-endian integer,
-    mod 10: 0-7 train, 8 validation, 9 test.
-    """
-    bucket = int.from_bytes(hashlib.sha256(native_id.encode("utf-8")).digest()[:8], "big") % 10
-    return "train" if bucket < 8 else "validation" if bucket == 8 else "test"
+
+def comment_split(comment_id: str) -> str:
+    """Deterministic 80/10/10 split (:func:`~curation.adapters.base.hash_split`) for comments no TSV places."""
+    return hash_split(comment_id, HASH_SPLIT_RATIOS)
 
 
 @dataclass
@@ -360,7 +358,7 @@ class GoEmotionsAdapter(Adapter):
                 comment.ratings.append(_Rating(meta["rater_id"], _UNCLEAR[meta["example_very_unclear"]], emotions))
 
     def _rater_only_record(self, comment_id: str, comment: _RatedComment) -> Record:
-        split = hash_split(comment_id)
+        split = comment_split(comment_id)
         record: Record = {
             "id": make_id(self.name, split, comment_id),
             "source": self.name,

@@ -46,7 +46,6 @@ an xz of plain text) raises :class:`InputError` at once.
 
 from __future__ import annotations
 
-import hashlib
 import lzma
 import os
 import queue
@@ -56,7 +55,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from curation.adapters.base import Adapter, Rejected, check_not_empty, display_path, register, require_paths
+from curation.adapters.base import (
+    Adapter,
+    Rejected,
+    check_not_empty,
+    display_path,
+    hash_split,
+    register,
+    require_paths,
+)
 from curation.errors import InputError, SchemaError
 from curation.record import Record, make_id, provenance, turn
 
@@ -74,10 +81,12 @@ _ARCHIVE_SUFFIXES = (".xz", ".tar")
 _NATIVE_ID = re.compile(r"\S+")  # make_id's rule: non-empty, no whitespace
 
 
-def hash_split(doc_stem: str) -> str:
-    """The split of a document: first 8 bytes of sha256(stem) mod 1000, < 980 train, < 990 validation, else test."""
-    bucket = int.from_bytes(hashlib.sha256(doc_stem.encode("utf-8")).digest()[:8], "big") % 1000
-    return "train" if bucket < 980 else "validation" if bucket < 990 else "test"
+HASH_SPLIT_RATIOS = (0.98, 0.01, 0.01)
+
+
+def document_split(doc_stem: str) -> str:
+    """The split of a document: :func:`~curation.adapters.base.hash_split` of its name, 98/1/1."""
+    return hash_split(doc_stem, HASH_SPLIT_RATIOS)
 
 
 # ------------------------------------------------------------ stream reader
@@ -559,7 +568,7 @@ class OpenWebTextAdapter(Adapter):
                 reason=f"invalid UTF-8 at byte {exc.start} of the document (expected UTF-8 text)",
                 raw=data[:200].decode("utf-8", "replace"),
             )
-        split = hash_split(stem)
+        split = document_split(stem)
         if _NATIVE_ID.fullmatch(stem):
             # what make_id returns; its per-character whitespace check costs a third of the reader's time
             record_id = f"{self.name}:{split}:{stem}"

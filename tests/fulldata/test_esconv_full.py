@@ -132,7 +132,7 @@ def test_failed_conversations(failed):
     assert Counter(t["speaker"] for r in records for t in r["turns"]) == {"seeker": 2853, "supporter": 2377}
     assert all(r["context"]["esconv_set"] == "failed" for r in records)
     assert [r["id"].rsplit(":", 1)[1] for r in records] == [f"failed-{i}" for i in range(196)]
-    assert Counter(r["split"] for r in records) == {"train": 144, "validation": 22, "test": 30}
+    assert Counter(r["split"] for r in records) == {"train": 145, "validation": 24, "test": 27}
     assert not any(t["text"] != t["text"].strip() for r in records for t in r["turns"])
     assert sum("feedback" in t["attrs"] for r in records for t in r["turns"]) == 987
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from curation.adapters.base import Rejected, get_adapter
-from curation.adapters.goemotions import RATER_META_COLUMNS, GoEmotionsAdapter, hash_split
+from curation.adapters.goemotions import RATER_META_COLUMNS, GoEmotionsAdapter, comment_split
 from curation.errors import InputError
 from curation.record import validate_record
 from curation.vocabularies import load
@@ -313,14 +313,14 @@ def test_multi_label_ratings_keep_each_emotion(rated_dir: Path) -> None:
     assert rater1 == gold and len(rater1) > 1
 
 
-def test_comments_only_in_the_csvs_get_a_hash_split(tmp_path: Path) -> None:
+def test_comments_only_in_the_csvs_get_a_comment_split(tmp_path: Path) -> None:
     path = tmp_path / "goemotions_1.csv"
     path.write_text(REAL_RATER_CSV_HEAD, encoding="utf-8")
     records, rejected, adapter = read_all(path)
     assert rejected == []
     assert [r["id"].split(":", 2)[2] for r in records] == ["eew5j0j", "eemcysk", "ed2mah1"]
     for r in records:
-        assert r["split"] == hash_split(r["id"].split(":")[2])
+        assert r["split"] == comment_split(r["id"].split(":")[2])
         assert r["id"] == f"goemotions:{r['split']}:{r['id'].split(':')[2]}"
         assert r["context"]["split_assigned"] == "hash"
         assert r["provenance"]["file"] == "goemotions_1.csv"
@@ -388,8 +388,8 @@ def test_non_utf8_rater_row(tmp_path: Path) -> None:
     assert "invalid UTF-8" in rejected[0].reason
 
 
-def test_hash_split_is_deterministic_and_about_80_10_10() -> None:
+def test_comment_split_is_deterministic_and_about_80_10_10() -> None:
     ids = [line.rsplit("\t", 1)[1] for name in ("train.tsv", "dev.tsv", "test.tsv") for line in tsv_lines(name)]
-    splits = Counter(hash_split(i) for i in ids)
-    assert [hash_split(i) for i in ids] == [hash_split(i) for i in ids]
+    splits = Counter(comment_split(i) for i in ids)
+    assert [comment_split(i) for i in ids] == [comment_split(i) for i in ids]
     assert 360 <= splits["train"] <= 440 and 25 <= splits["validation"] <= 75 and 25 <= splits["test"] <= 75

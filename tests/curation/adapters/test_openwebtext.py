@@ -15,7 +15,7 @@ import pytest
 
 from curation.adapters import openwebtext
 from curation.adapters.base import Rejected, get_adapter
-from curation.adapters.openwebtext import OpenWebTextAdapter, hash_split, iter_tar, xz_chunks
+from curation.adapters.openwebtext import OpenWebTextAdapter, document_split, iter_tar, xz_chunks
 from curation.errors import InputError
 from curation.record import validate_record
 
@@ -89,7 +89,7 @@ def test_example_chunk_yields_the_four_real_documents() -> None:
         assert record["provenance"]["offset"] == offset  # what tarfile reports
         assert record["context"] == {"subset": "urlsf_subset00-1_data", "split_assigned": "hash"}
         assert record["labels"] == []
-        assert record["split"] == hash_split(name[:-4])
+        assert record["split"] == document_split(name[:-4])
     assert records[0]["turns"][0]["text"].startswith("A magazine supplement with an image of Adolf Hitler")
     assert "\n\n" in records[0]["turns"][0]["text"]  # text kept as the file has it
     assert adapter.stats["documents"] == 4 and adapter.stats["document_bytes"] == sum(map(len, docs.values()))
@@ -160,8 +160,8 @@ def test_split_assignment_is_deterministic_and_about_98_1_1() -> None:
     first, _, _ = read_all(EXAMPLE)
     second, _, _ = read_all(EXAMPLE)
     assert first == second
-    assert [hash_split(s) for s in STEMS] == [r["split"] for r in first]
-    splits = Counter(hash_split(f"{i:07d}-deadbeef") for i in range(20_000))
+    assert [document_split(s) for s in STEMS] == [r["split"] for r in first]
+    splits = Counter(document_split(f"{i:07d}-deadbeef") for i in range(20_000))
     assert 19_400 <= splits["train"] <= 19_800
     assert 120 <= splits["validation"] <= 280 and 120 <= splits["test"] <= 280
 
