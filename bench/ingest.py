@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -164,51 +163,6 @@ def _run_with_rss(impl: str, source: str, paths: list[str]) -> dict:
 _OUT = os.path.join(tempfile.gettempdir(), f"wb-bench-{os.getpid()}.json")
 
 
-def build_archive(texts: list[str], archive: Path, n_docs: int, rng: random.Random) -> int:
-    """An urlsf-style chunk: an xz-compressed tar of ``n_docs`` documents made of real text.
-
-    Each document strings together random real passages (paragraphs of the 4 real
-    OpenWebText documents, DailyDialog dialogues, GoEmotions comments) until it
-    reaches a random length of 300-6,000 bytes, so the archive compresses like
-    real web text rather than like repeated copies. Members are named like the
-    real ones (``NNNNNNN-<md5>.txt``). Returns the document text in bytes.
-    """
-    import hashlib
-    import io
-    import lzma
-    import tarfile
-
-    total = 0
-    with (
-        lzma.open(archive, "wb", preset=6) as xz,
-        tarfile.open(fileobj=xz, mode="w|", format=tarfile.GNU_FORMAT) as tar,
-    ):
-        for i in range(n_docs):
-            target = rng.randrange(300, 6000)
-            parts, size = [], 0
-            while size < target:
-                p = texts[rng.randrange(len(texts))]
-                parts.append(p)
-                size += len(p) + 2
-            body = "\n\n".join(parts).encode("utf-8")
-            info = tarfile.TarInfo(f"{i:07d}-{hashlib.md5(body).hexdigest()}.txt")
-            info.size = len(body)
-            info.mtime = 1_556_000_000
-            tar.addfile(info, io.BytesIO(body))
-            total += len(body)
-    return total
-
-
-def _real_passages(data: Path) -> list[str]:
-    owt = data / "openwebtext" / "hf_datasets_dummy" / "dummy_data" / "openwebtext"
-    texts = [p for d in sorted(owt.rglob("*.txt")) for p in d.read_text(encoding="utf-8").split("\n\n") if p.strip()]
-    dd = data / "dailydialog" / "ijcnlp_dailydialog" / "dialogues_text.txt"
-    texts += [line.replace(" __eou__", "").strip() for line in dd.read_text(encoding="utf-8").splitlines()]
-    ge = data / "goemotions" / "train.tsv"
-    texts += [line.split("\t", 1)[0] for line in ge.read_text(encoding="utf-8").splitlines()]
-    return texts
-
-
 def _xz_dc(archive: str) -> dict:
     start = time.perf_counter()
     with open(os.devnull, "wb") as null:
@@ -251,9 +205,12 @@ def _prepare(data: Path, work: Path, owt_docs: int, ed_copies: int) -> dict[str,
                 f.write(f"{hit}{c:04d}_conv:{int(num) + 100_000 * (c + 1)},{rest}\n")
     inputs["empatheticdialogues"] = ([str(ed)], ed.stat().st_size)
 
-    # OpenWebText: an urlsf-style chunk (xz tar) of N documents cut from the 4 real ones.
-    archive = work / "urlsf_subset00-1_data.xz"
-    text_bytes = build_archive(_real_passages(data), archive, owt_docs, random.Random(0))
+    # OpenWebText: an urlsf-style chunk (xz tar) of N ~1.1 KB documents of words drawn from
+    # the 4 real ones (bench/owt_tar_speed.py builds it; that script compares tar readers in depth).
+    sys.path.insert(0, str(HERE))
+    from owt_tar_speed import build_archive
+
+    archive, text_bytes = build_archive(work, owt_docs, 1100)
     inputs["openwebtext"] = ([str(archive)], text_bytes)
     return inputs
 
@@ -261,7 +218,7 @@ def _prepare(data: Path, work: Path, owt_docs: int, ed_copies: int) -> dict[str,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.environ.get("WORKBENCH_DATA") or str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--owt-docs", type=int, default=100_000, help="documents in the generated OpenWebText chunk")
+    ap.add_argument("--owt-docs", type=int, default=60_000, help="documents in the generated OpenWebText chunk")
     ap.add_argument("--ed-copies", type=int, default=60, help="copies of the ED slice (95 KB each)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per implementation; the best counts")
     ap.add_argument("--only", nargs="*", help="sources to run")

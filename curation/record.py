@@ -21,6 +21,7 @@ Shape::
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
@@ -134,10 +135,13 @@ class Record(TypedDict):
     provenance: Provenance
 
 
+_NATIVE_ID = re.compile(r"\S+")
+
+
 def make_id(source: str, split: str, native_id: str | int) -> str:
     """The deterministic record id ``source:split:native_id``."""
     native = str(native_id)
-    if not native or any(c.isspace() for c in native):
+    if not _NATIVE_ID.fullmatch(native):
         raise SchemaError(f"native id must be non-empty with no whitespace, got {native!r}", field="id")
     return f"{source}:{split}:{native}"
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 import lzma
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -78,7 +77,6 @@ _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _REGULAR = (b"0", b"\x00", b"7")
 _ARCHIVE_SUFFIXES = (".xz", ".tar")
-_NATIVE_ID = re.compile(r"\S+")  # make_id's rule: non-empty, no whitespace
 
 
 HASH_SPLIT_RATIOS = (0.98, 0.01, 0.01)
@@ -569,14 +567,10 @@ class OpenWebTextAdapter(Adapter):
                 raw=data[:200].decode("utf-8", "replace"),
             )
         split = document_split(stem)
-        if _NATIVE_ID.fullmatch(stem):
-            # what make_id returns; its per-character whitespace check costs a third of the reader's time
-            record_id = f"{self.name}:{split}:{stem}"
-        else:
-            try:
-                record_id = make_id(self.name, split, stem)
-            except SchemaError as exc:
-                return Rejected(file=where, record=stem, reason=f"bad document name: {exc}")
+        try:
+            record_id = make_id(self.name, split, stem)
+        except SchemaError as exc:
+            return Rejected(file=where, record=stem, reason=f"bad document name: {exc}")
         return {
             "id": record_id,
             "source": self.name,
