@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,10 @@ def store() -> SnapshotStore:
 def console() -> Console:
     from rich.console import Console
 
-    return Console(emoji=False, highlight=False)
+    con = Console(emoji=False, highlight=False)
+    if not con.is_terminal and "COLUMNS" not in os.environ:
+        con.width = 160  # piped or logged output: do not squeeze tables to 80 columns
+    return con
 
 
 @cache
