@@ -64,6 +64,21 @@ class Adapter:
         raise NotImplementedError
 
 
+def collect(adapter: Adapter, paths: Sequence[Path]) -> tuple[list[Record], list[Rejected]]:
+    """Read everything into memory: validated records and rejected rows (for tests and small inputs)."""
+    from curation.record import validate_record
+
+    records: list[Record] = []
+    rejected: list[Rejected] = []
+    for item in adapter.read([Path(p) for p in paths]):
+        if isinstance(item, Rejected):
+            rejected.append(item)
+        else:
+            validate_record(item)
+            records.append(item)
+    return records, rejected
+
+
 _REGISTRY: dict[str, type[Adapter]] = {}
 
 

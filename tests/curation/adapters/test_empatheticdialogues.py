@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.adapters.base import Rejected, get_adapter
+from curation.adapters.base import Rejected, collect, get_adapter
 from curation.adapters.empatheticdialogues import HEADER, EmpatheticDialoguesAdapter
 from curation.errors import InputError
-from curation.record import validate_record
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE_DIR = REPO / "examples" / "data" / "empatheticdialogues"
@@ -23,13 +22,7 @@ GOEMOTIONS_ROWS = "My favourite food is anything I didn't have to cook myself.\t
 
 def read(*paths: Path) -> tuple[list[dict], list[Rejected], EmpatheticDialoguesAdapter]:
     adapter = EmpatheticDialoguesAdapter()
-    records, rejected = [], []
-    for item in adapter.read(list(paths)):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, paths)
     return records, rejected, adapter
 
 

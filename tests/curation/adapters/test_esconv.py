@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.adapters.base import Rejected, get_adapter
+from curation.adapters.base import Rejected, collect, get_adapter
 from curation.adapters.esconv import ESConvAdapter
 from curation.errors import InputError
-from curation.record import validate_record
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "data" / "esconv"
@@ -32,13 +31,7 @@ GOEMOTIONS_ROWS = "My favourite food is anything I didn't have to cook myself.\t
 
 def read(*paths: Path) -> tuple[list[dict], list[Rejected], ESConvAdapter]:
     adapter = ESConvAdapter()
-    records, rejected = [], []
-    for item in adapter.read(list(paths)):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, paths)
     return records, rejected, adapter
 
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.adapters.base import Rejected, get_adapter
+from curation.adapters.base import Rejected, collect, get_adapter
 from curation.adapters.goemotions import RATER_META_COLUMNS, GoEmotionsAdapter, comment_split
 from curation.errors import InputError
-from curation.record import validate_record
 from curation.vocabularies import load
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data" / "goemotions"
@@ -39,13 +38,7 @@ DAILYDIALOG_LINE = "The kitchen stinks . __eou__ I'll throw out the garbage . __
 
 def read_all(*paths: Path) -> tuple[list[dict], list[Rejected], GoEmotionsAdapter]:
     adapter = GoEmotionsAdapter()
-    records, rejected = [], []
-    for item in adapter.read(list(paths)):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, paths)
     return records, rejected, adapter
 
 

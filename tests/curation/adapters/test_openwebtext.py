@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from curation.adapters import openwebtext
-from curation.adapters.base import Rejected, get_adapter
+from curation.adapters.base import Rejected, collect, get_adapter
 from curation.adapters.openwebtext import OpenWebTextAdapter, document_split, iter_tar, xz_chunks
 from curation.errors import InputError
-from curation.record import validate_record
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "data" / "openwebtext" / "urlsf_subset00-1_data.xz"
 STEMS = [
@@ -30,13 +29,7 @@ STEMS = [
 
 def read_all(*paths: Path) -> tuple[list[dict], list[Rejected], OpenWebTextAdapter]:
     adapter = OpenWebTextAdapter()
-    records, rejected = [], []
-    for item in adapter.read(list(paths)):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, paths)
     return records, rejected, adapter
 
 
