@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from curation.adapters import get_adapter
-from curation.adapters.base import Rejected
-from curation.record import validate_record
+from curation.adapters.base import collect
 
 pytestmark = pytest.mark.fulldata
 
@@ -36,13 +35,7 @@ TOPICS = (
 
 def read(paths):
     adapter = get_adapter("dailydialog")
-    records, rejected = [], []
-    for item in adapter.read(paths):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, paths)
     return records, rejected, adapter.stats
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from curation.adapters import get_adapter
-from curation.adapters.base import Rejected
-from curation.record import validate_record
+from curation.adapters.base import collect
 
 pytestmark = pytest.mark.fulldata
 
@@ -24,13 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def slice_records(full_data):
     adapter = get_adapter("empatheticdialogues")
-    records, rejected = [], []
-    for item in adapter.read([full_data / "empatheticdialogues" / "slices" / "train_head.csv"]):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, [full_data / "empatheticdialogues" / "slices" / "train_head.csv"])
     return records, rejected, adapter
 
 

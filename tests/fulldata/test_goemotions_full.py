@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from curation.adapters import get_adapter
-from curation.adapters.base import Rejected
-from curation.record import validate_record
+from curation.adapters.base import Rejected, collect
 
 pytestmark = pytest.mark.fulldata
 
@@ -26,13 +25,7 @@ SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"
 def goemotions(full_data: Path) -> tuple[Path, list[dict], list[Rejected], Counter]:
     folder = full_data / "goemotions"
     adapter = get_adapter("goemotions")
-    records, rejected = [], []
-    for item in adapter.read([folder]):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, [folder])
     return folder, records, rejected, adapter.stats
 
 

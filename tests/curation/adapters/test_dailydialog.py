@@ -13,10 +13,9 @@ import pandas as pd
 import pytest
 
 from curation.adapters import base
-from curation.adapters.base import Rejected
+from curation.adapters.base import collect
 from curation.adapters.dailydialog import DailyDialogAdapter, parse_int_array, parse_string_array
 from curation.errors import InputError
-from curation.record import validate_record
 
 REPO = Path(__file__).resolve().parents[3]
 SLICE = REPO / "examples" / "data" / "dailydialog" / "ijcnlp_dailydialog"
@@ -33,13 +32,7 @@ GOEMOTIONS_TSV = (
 
 def read(paths, adapter=None):
     adapter = adapter or DailyDialogAdapter()
-    records, rejected = [], []
-    for item in adapter.read([Path(p) for p in paths]):
-        if isinstance(item, Rejected):
-            rejected.append(item)
-        else:
-            validate_record(item)
-            records.append(item)
+    records, rejected = collect(adapter, paths)
     return records, rejected
 
 
