@@ -158,3 +158,69 @@ def test_store_option_accepts_fsspec_memory_url(tmp_path, examples):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def _bad_inputs(tmp: Path, ex: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """Each bad input of the issue, cut from the real example files: (ingest args, expected in the error)."""
+    ge_empty = tmp / "ge_empty"
+    shutil.copytree(ex / "goemotions", ge_empty)
+    (ge_empty / "train.tsv").write_bytes(b"")
+
+    (tmp / "es").mkdir()
+    (tmp / "es" / "train.txt").write_bytes((ex / "esconv" / "hf" / "train.txt").read_bytes()[:3000])
+
+    ed = (ex / "empatheticdialogues" / "train.csv").read_text(encoding="utf-8").split("\n")
+    ed[5] = ",".join(ed[5].split(",")[:5])
+    (tmp / "train.csv").write_text("\n".join(ed), encoding="utf-8")
+
+    ge_utf = tmp / "ge_utf"
+    shutil.copytree(ex / "goemotions", ge_utf)
+    dev = (ge_utf / "dev.tsv").read_bytes().split(b"\n")
+    dev[2] = dev[2][:10] + b"\xff\xfe" + dev[2][10:]
+    (ge_utf / "dev.tsv").write_bytes(b"\n".join(dev))
+
+    dd = tmp / "dd" / "train"
+    shutil.copytree(ex / "dailydialog" / "ijcnlp_dailydialog" / "train", dd)
+    acts = (dd / "dialogues_act_train.txt").read_text().split("\n")
+    acts[9] = " ".join(acts[9].split()[:-1]) + " "
+    (dd / "dialogues_act_train.txt").write_text("\n".join(acts))
+
+    xz = (ex / "openwebtext" / "urlsf_subset00-1_data.xz").read_bytes()
+    (tmp / "urlsf_subset00-1_data.xz").write_bytes(xz[: len(xz) // 2])
+
+    return {
+        "empty file": (["goemotions", str(ge_empty)], ["ge_empty/train.tsv", "file is empty"]),
+        "wrong format": (["esconv", str(ex / "goemotions" / "train.tsv")], ["train.tsv", "line 1", "not an ESConv"]),
+        "truncated JSON": (["esconv", str(tmp / "es")], ["es/train.txt", "line 1", "invalid JSON"]),
+        "CSV field count": (["empatheticdialogues", str(tmp / "train.csv")], ["train.csv", "line 6", "got 5"]),
+        "non-UTF-8": (["goemotions", str(ge_utf)], ["ge_utf/dev.tsv", "line 3", "UTF-8"]),
+        "label count mismatch": (["dailydialog", str(tmp / "dd")], ["dialogues_train.txt", "line 10", "5 act labels"]),
+        "truncated xz": (
+            ["openwebtext", str(tmp / "urlsf_subset00-1_data.xz")],
+            ["urlsf_subset00-1_data.xz", "truncated"],
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty file",
+        "wrong format",
+        "truncated JSON",
+        "CSV field count",
+        "non-UTF-8",
+        "label count mismatch",
+        "truncated xz",
+    ],
+)
+def test_bad_input_is_one_clear_line_and_leaves_nothing(case, tmp_path, examples):
+    args, expected = _bad_inputs(tmp_path, examples)[case]
+    store = tmp_path / "store"
+    proc = wb("ingest", *args, "--tag", "t", store=store, check=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for part in expected:
+        assert part in lines[0], (part, lines[0])
+    assert _store_is_empty(store)
