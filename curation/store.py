@@ -323,6 +323,14 @@ class SnapshotWriter:
         self._quarantine.write(line)
         self._quarantine_rows += 1
 
+    def iter_written(self, *, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Read back what has been written so far (before commit), shard by shard."""
+        self._flush()
+        self._close_shard()
+        for shard in self._shards:
+            with self.store.fs.open(f"{self.tmp}/{shard['path']}", "rb") as f:
+                yield from pq.ParquetFile(f).iter_batches(columns=list(columns) if columns else None)
+
     def _flush(self) -> None:
         if not self._buffer:
             return
