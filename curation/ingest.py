@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from curation.adapters.base import Rejected, get_adapter, require_paths
 from curation.errors import InputError, SchemaError, WorkbenchError
 from curation.record import validate_record
-from curation.store import SnapshotStore, SnapshotWriter
+from curation.store import SnapshotStore
 
 OnError = Literal["raise", "skip"]
 ProgressCallback = Callable[[int, int], None]
@@ -64,7 +61,6 @@ def ingest(
         "config": {"source": source, "adapter": adapter.name, "adapter_version": adapter.version},
         "inputs": inputs,
     }
-    ids = _IdDigests()
     kept = rejected = 0
     with store.writer(step=step) as writer:
         for item in adapter.read(resolved):
@@ -85,7 +81,6 @@ def ingest(
                 writer.quarantine(item.to_json())
                 rejected += 1
             else:
-                ids.add(item["id"])
                 writer.add(item)
                 kept += 1
             if progress is not None and (kept + rejected) % 500 == 0:
@@ -94,10 +89,8 @@ def ingest(
             progress(kept, rejected)
         if kept == 0 and rejected == 0:
             raise InputError(f"no {source} records found in the given input", file=", ".join(map(str, paths)))
-        if ids.may_repeat():
-            _raise_on_duplicate_ids(writer)
         stats = dict(sorted(adapter.stats.items()))
-        writer.step["counters"] = {"read": kept + rejected, "kept": kept, "rejected": rejected, **stats}
+        writer.steps[0]["counters"] = {"read": kept + rejected, "kept": kept, "rejected": rejected, **stats}
         sid = writer.commit()
         reused = writer.reused
     manifest = store.manifest(sid)
@@ -115,42 +108,6 @@ def ingest(
         adapter_stats=stats,
         manifest=manifest,
     )
-
-
-class _IdDigests:
-    """8-byte digests of the record ids seen, to check uniqueness in 8 bytes an id.
-
-    A set of the id strings would cost ~100 bytes an id (800 MB for OpenWebText's
-    8M documents); this array costs 64 MB. A repeated digest is confirmed
-    against the written ids before anything is reported.
-    """
-
-    def __init__(self) -> None:
-        self._digests = array("Q")
-
-    def add(self, rid: str) -> None:
-        self._digests.append(int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=8).digest(), "little"))
-
-    def may_repeat(self) -> bool:
-        d = np.sort(np.frombuffer(self._digests, dtype=np.uint64))
-        return bool((d[1:] == d[:-1]).any())
-
-
-def _raise_on_duplicate_ids(writer: SnapshotWriter) -> None:
-    """Find a repeated id among the written records (rare path) and raise naming both places."""
-    first: dict[str, tuple[str, int | None]] = {}
-    for batch in writer.iter_written(columns=["id", "provenance"]):
-        for rid, prov in zip(batch.column("id").to_pylist(), batch.column("provenance").to_pylist(), strict=True):
-            if rid in first:
-                file, line = first[rid]
-                raise InputError(
-                    f"duplicate record id {rid!r}, first seen in {file}"
-                    + (f" line {line}" if line else "")
-                    + " (ids must be unique within a snapshot)",
-                    file=prov["file"],
-                    line=prov.get("line"),
-                )
-            first[rid] = (prov["file"], prov.get("line"))
 
 
 def describe_inputs(paths: Sequence[Path]) -> list[dict[str, Any]]:

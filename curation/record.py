@@ -372,6 +372,11 @@ def _check_value(value: Any, f: pa.Field, path: str, rid: str | None) -> None:
 _RECORD_OK = _compile(pa.struct(list(RECORD_SCHEMA)), False)
 
 
+def text_of(record: Mapping[str, Any]) -> str:
+    """The record's text: its turns joined by newlines (what dedup, filters and language checks read)."""
+    return "\n".join(t["text"] for t in record["turns"])
+
+
 def to_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
     """A batch of (validated) records as an Arrow table with the canonical schema."""
     return pa.Table.from_pylist(list(records), schema=RECORD_SCHEMA)

@@ -1,0 +1,320 @@
+"""Curate: one or more snapshots -> ONE new snapshot, through a configured list of steps.
+
+The config is TOML, an ordered list of steps::
+
+    [[step]]
+    name = "normalize"          # a registered step (see ``workbench curate --list-steps``)
+    detokenize = true           # that step's options; unknown keys are errors
+
+Every record of every input snapshot flows through the steps in order. A
+record step decides about each record as it streams by; a global step (dedup,
+split resolution) is a barrier: the records reaching it are spilled to a
+temporary Parquet file while their signatures are collected, the step decides
+once over the signatures, then the spilled records stream on with its
+verdicts. Memory holds one batch of records plus the signature tables.
+
+Dropped records are never lost: they are written beside the new snapshot
+(``dropped/``) with the step, the reason and a detail; report tables of the
+steps (duplicate clusters, split moves) become snapshot artifacts. The
+manifest lists every step with its config and counters: read, kept, dropped
+per reason, modified, and what the step counted itself.
+
+With ``dry_run=True`` everything is computed and counted, nothing is written.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.errors import StoreError, WorkbenchError
+from curation.record import RECORD_SCHEMA, Record, from_batch, to_table
+from curation.steps.base import ConfigError, Decisions, Dropped, GlobalStep, RecordStep, Step, steps_registry
+from curation.store import SnapshotStore
+
+BATCH = 1_000
+ProgressCallback = Callable[[str, int], None]
+"""Called as ``progress(step_name, records_seen_by_that_step)``."""
+
+
+@dataclass
+class StepReport:
+    """Counters of one step in one run."""
+
+    name: str
+    config: dict[str, Any]
+    read: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    counters: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> a few record ids (dry runs)
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "kind": f"curate.{self.name}",
+            "config": self.config,
+            "counters": {
+                "read": self.read,
+                "kept": self.kept,
+                "dropped": sum(self.dropped.values()),
+                "dropped_by_reason": dict(sorted(self.dropped.items())),
+                **dict(sorted(self.counters.items())),
+            },
+        }
+
+
+@dataclass
+class CurateResult:
+    snapshot_id: str | None  # None for a dry run
+    parents: list[str]
+    steps: list[StepReport]
+    rows: int
+    counts: dict[str, dict[str, int]]
+    reused: bool = False
+    tag: str | None = None
+
+
+# ------------------------------------------------------------------ config
+
+
+def load_steps(path: str | Path) -> list[Step]:
+    """Read a curate TOML into step objects; errors name the file, the step and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: curate config not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"step"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r} (expected [[step]] tables)")
+    specs = data.get("step", [])
+    if not isinstance(specs, list) or not specs:
+        raise ConfigError(f"{path}: no [[step]] tables")
+    try:
+        return build_steps(specs)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def build_steps(specs: Sequence[Mapping[str, Any]]) -> list[Step]:
+    """Step objects from ``[{"name": ..., **options}, ...]``."""
+    registry = steps_registry()
+    steps = []
+    for i, spec in enumerate(specs, start=1):
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        if name not in registry:
+            raise ConfigError(
+                f"[[step]] #{i}: unknown step {name!r} (expected one of: {', '.join(registry)})"
+                if name
+                else f"[[step]] #{i}: missing key 'name'"
+            )
+        cls = registry[name]
+        try:
+            steps.append(cls(cls.Config.from_dict(spec)))
+        except ConfigError as exc:
+            raise ConfigError(f"[[step]] #{i} ({name}): {exc}") from None
+        except TypeError as exc:  # a required option missing
+            raise ConfigError(f"[[step]] #{i} ({name}): {exc}") from None
+    return steps
+
+
+# ------------------------------------------------------------------ running
+
+
+def curate(
+    refs: Sequence[str],
+    *,
+    store: SnapshotStore,
+    steps: Sequence[Step],
+    tag: str | None = None,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+    engine: str = "local",
+) -> CurateResult:
+    """Run ``steps`` over the records of the snapshots ``refs`` into one new snapshot."""
+    if not refs:
+        raise WorkbenchError("curate needs at least one input snapshot")
+    if not steps:
+        raise ConfigError("curate needs at least one step")
+    parents = [store.resolve(r) for r in refs]
+    if len(set(parents)) != len(parents):
+        raise StoreError(f"the same snapshot is given twice: {', '.join(refs)}")
+    if engine == "ray":
+        from curation.engines.ray_engine import run_steps_ray
+
+        return run_steps_ray(parents, store=store, steps=steps, tag=tag, dry_run=dry_run)
+    if engine != "local":
+        raise WorkbenchError(f"unknown engine {engine!r} (expected 'local' or 'ray')")
+
+    reports = [StepReport(s.name, s.config.to_dict()) for s in steps]
+    manifest_steps = [{"kind": f"curate.{s.name}", "config": s.config.to_dict()} for s in steps]
+
+    def source() -> Iterator[Record]:
+        for sid in parents:
+            yield from store.iter_records(sid, batch_size=BATCH)
+
+    with tempfile.TemporaryDirectory(prefix="workbench-curate-") as spill_dir:
+        if dry_run:
+            sink = _CountingSink()
+            final = _run(source(), steps, reports, sink, Path(spill_dir), progress)
+            rows, counts = sink.consume(final)
+            return CurateResult(None, parents, reports, rows, counts)
+        with store.writer(steps=manifest_steps, parents=parents) as writer:
+            sink = _WriterSink(writer)
+            final = _run(source(), steps, reports, sink, Path(spill_dir), progress)
+            for rec in final:
+                writer.add(rec)  # the writer refuses repeated ids at commit
+            for st, rep in zip(writer.steps, reports, strict=True):
+                st.update(rep.to_manifest())
+            for name, table in sink.artifacts.items():
+                writer.attach(name, table)
+            sid = writer.commit()
+            reused = writer.reused
+    manifest = store.manifest(sid)
+    if tag:
+        store.set_ref(tag, sid)
+    store.set_ref("latest", sid)
+    return CurateResult(sid, parents, reports, manifest["rows"], manifest["counts"], reused=reused, tag=tag)
+
+
+def _run(
+    stream: Iterable[Record],
+    steps: Sequence[Step],
+    reports: list[StepReport],
+    sink: _Sink,
+    spill_dir: Path,
+    progress: ProgressCallback | None,
+) -> Iterator[Record]:
+    """Chain the steps lazily; global steps spill and decide when first pulled."""
+    for i, (step, report) in enumerate(zip(steps, reports, strict=True)):
+        if isinstance(step, RecordStep):
+            stream = _record_step(step, report, stream, sink, progress)
+        elif isinstance(step, GlobalStep):
+            stream = _global_step(step, report, stream, sink, spill_dir / f"step-{i}.parquet", progress)
+        else:
+            raise WorkbenchError(f"step {step.name!r} is neither a record step nor a global step")
+    return iter(stream)
+
+
+def _batched(stream: Iterable[Record], size: int = BATCH) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for rec in stream:
+        batch.append(rec)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _record_step(
+    step: RecordStep,
+    report: StepReport,
+    stream: Iterable[Record],
+    sink: _Sink,
+    progress: ProgressCallback | None,
+) -> Iterator[Record]:
+    for batch in _batched(stream):
+        results, counters = step.process_batch(batch)
+        report.read += len(batch)
+        report.counters.update(counters)
+        for item in results:
+            if isinstance(item, Dropped):
+                report.dropped[item.reason] += 1
+                sink.drop(item, step.name)
+            else:
+                report.kept += 1
+                yield item
+        if progress:
+            progress(step.name, report.read)
+
+
+def _global_step(
+    step: GlobalStep,
+    report: StepReport,
+    stream: Iterable[Record],
+    sink: _Sink,
+    spill_path: Path,
+    progress: ProgressCallback | None,
+) -> Iterator[Record]:
+    signatures = []
+    writer = pq.ParquetWriter(spill_path, RECORD_SCHEMA, compression="lz4")
+    try:
+        for batch in _batched(stream):
+            writer.write_table(to_table(batch))
+            signatures.append(step.signatures_batch(batch))
+            report.read += len(batch)
+            if progress:
+                progress(f"{step.name} (signatures)", report.read)
+    finally:
+        writer.close()
+    table = pa.concat_tables(signatures) if signatures else step.signature_schema.empty_table()
+    decisions: Decisions = step.decide(table)
+    del signatures, table
+    report.counters.update(decisions.counters)
+    for name, artifact in decisions.artifacts.items():
+        sink.artifact(f"{step.name}.{name}", artifact)
+    seen = 0
+    for batch in pq.ParquetFile(spill_path).iter_batches(batch_size=BATCH):
+        for rec in from_batch(batch):
+            seen += 1
+            item = step.apply(rec, decisions.verdicts.get(rec["id"]))
+            if isinstance(item, Dropped):
+                report.dropped[item.reason] += 1
+                sink.drop(item, step.name)
+            else:
+                report.kept += 1
+                yield item
+        if progress:
+            progress(f"{step.name} (apply)", seen)
+    spill_path.unlink(missing_ok=True)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.artifacts: dict[str, pa.Table] = {}
+
+    def drop(self, item: Dropped, step: str) -> None:
+        raise NotImplementedError
+
+    def artifact(self, name: str, table: pa.Table) -> None:
+        self.artifacts[name] = table
+
+
+class _WriterSink(_Sink):
+    def __init__(self, writer: Any) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def drop(self, item: Dropped, step: str) -> None:
+        self.writer.drop(item.record, step=step, reason=item.reason, detail=item.detail)
+
+
+class _CountingSink(_Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.examples: dict[tuple[str, str], list[str]] = {}
+
+    def drop(self, item: Dropped, step: str) -> None:
+        ex = self.examples.setdefault((step, item.reason), [])
+        if len(ex) < 3:
+            ex.append(f"{item.record['id']}: {item.detail}")
+
+    def consume(self, final: Iterator[Record]) -> tuple[int, dict[str, dict[str, int]]]:
+        counts: dict[str, Counter[str]] = {}
+        rows = 0
+        for rec in final:
+            rows += 1
+            counts.setdefault(rec["source"], Counter())[rec["split"]] += 1
+        return rows, {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}

@@ -1,0 +1,1 @@
+"""Execution engines for curation steps beyond the single-process default (Ray Data)."""
