@@ -331,6 +331,10 @@ class SnapshotWriter:
         self.label_counts: dict[str, dict[str, dict[str, Counter[str]]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(Counter))
         )
+        # task -> label source -> (record source, split) -> value -> count
+        self.label_counts_by_source: dict[str, dict[str, dict[tuple[str, str], Counter[str]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(Counter))
+        )
         self._closed = False
         self.snapshot_id: str | None = None
         self.reused = False  # True when identical data was already in the store
@@ -353,6 +357,7 @@ class SnapshotWriter:
         self.turn_counts[source][split] += len(record["turns"])
         for lab in record["labels"]:
             self.label_counts[lab["task"]][lab["source"]][split][lab["value"]] += 1
+            self.label_counts_by_source[lab["task"]][lab["source"]][(source, split)][lab["value"]] += 1
         if len(self._buffer) >= self.batch_rows:
             self._flush()
 
@@ -515,6 +520,13 @@ class SnapshotWriter:
                 }
                 for task, by_src in sorted(self.label_counts.items())
             },
+            "label_distribution_by_source": {
+                task: {
+                    src: _nest({key: dict(c.most_common()) for key, c in sorted(by_key.items())})
+                    for src, by_key in sorted(by_src.items())
+                }
+                for task, by_src in sorted(self.label_counts_by_source.items())
+            },
             "shards": self._shards,
             "quarantine": (
                 {"path": "quarantine.jsonl", "rows": self._quarantine_rows} if self._quarantine_rows else None
@@ -568,6 +580,13 @@ def _raise_on_duplicate_ids(writer: SnapshotWriter) -> None:
                     line=prov.get("line"),
                 )
             first[rid] = (prov["file"], prov.get("line"))
+
+
+def _nest(flat: Mapping[tuple[str, str], Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for (a, b), v in flat.items():
+        out.setdefault(a, {})[b] = v
+    return out
 
 
 def _now() -> str:

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from ui import state
+from ui.commands import curate as curate_cmd
 from ui.commands import ingest as ingest_cmd
 from ui.commands import run as run_cmd
 from ui.commands import snapshots as snapshots_cmd
@@ -42,6 +43,8 @@ def _global(
 
 app.command("ingest")(ingest_cmd.ingest)
 app.add_typer(snapshots_cmd.app, name="snapshots")
+app.command("curate")(curate_cmd.curate)
+app.command("report")(curate_cmd.report)
 app.command("run")(run_cmd.run)
 
 

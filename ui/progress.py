@@ -32,3 +32,26 @@ def record_progress(description: str) -> Iterator:
             bar.update(task, completed=kept, rejected=rejected, rate=f"{(kept + rejected) / elapsed:,.0f}/s")
 
         yield update
+
+
+@contextmanager
+def step_progress(description: str) -> Iterator:
+    """Yields a ``progress(step, seen)`` callback: one live line per step of a pipeline."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = state.err_console()
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        tasks: dict[str, object] = {}
+
+        def update(step: str, seen: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(f"{description}: {step}", total=None)
+            bar.update(tasks[step], completed=seen)
+
+        yield update
