@@ -16,8 +16,9 @@ from curation.errors import WorkbenchError
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
-_SECTIONS = {"ingest"}
+_SECTIONS = {"ingest", "curate"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
+_CURATE_KEYS = {"inputs", "config", "tag", "engine"}
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,18 @@ class IngestStage:
 
 
 @dataclass(frozen=True)
+class CurateStage:
+    inputs: tuple[str, ...]
+    config: Path
+    tag: str | None = None
+    engine: str = "local"
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     path: Path
     ingest: tuple[IngestStage, ...] = field(default_factory=tuple)
+    curate: CurateStage | None = None
 
 
 def load_config(path: Path | None = None) -> PipelineConfig:
@@ -53,7 +63,26 @@ def load_config(path: Path | None = None) -> PipelineConfig:
     for i, raw in enumerate(data.get("ingest", [])):
         where = f"{path}: [[ingest]] #{i + 1}"
         stages.append(_ingest_stage(raw, where, base=path.parent))
-    return PipelineConfig(path=path, ingest=tuple(stages))
+    curate = _curate_stage(data["curate"], f"{path}: [curate]", base=path.parent) if "curate" in data else None
+    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate)
+
+
+def _curate_stage(raw: Any, where: str, *, base: Path) -> CurateStage:
+    if not isinstance(raw, dict):
+        raise WorkbenchError(f"{where}: expected a table")
+    bad = sorted(set(raw) - _CURATE_KEYS)
+    if bad:
+        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_CURATE_KEYS))})")
+    for key in ("inputs", "config"):
+        if key not in raw:
+            raise WorkbenchError(f"{where}: missing key {key!r}")
+    inputs = raw["inputs"]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise WorkbenchError(f"{where}: 'inputs' must be a non-empty list of snapshot refs")
+    engine = raw.get("engine", "local")
+    if engine not in ("local", "ray"):
+        raise WorkbenchError(f"{where}: 'engine' must be 'local' or 'ray', got {engine!r}")
+    return CurateStage(inputs=tuple(inputs), config=base / raw["config"], tag=raw.get("tag"), engine=engine)
 
 
 def _ingest_stage(raw: dict[str, Any], where: str, *, base: Path) -> IngestStage:

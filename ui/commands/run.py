@@ -30,4 +30,21 @@ def run(
                 )
             )
     print_ingest_summary(results)
-    state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")
+    if cfg.curate:
+        from curation.curate import curate, load_steps
+        from ui.commands.curate import print_curate_summary
+        from ui.progress import step_progress
+
+        stage = cfg.curate
+        with step_progress("curate") as progress:
+            result = curate(
+                stage.inputs,
+                store=store,
+                steps=load_steps(stage.config),
+                tag=stage.tag,
+                progress=progress,
+                engine=stage.engine,
+            )
+        print_curate_summary(result, dry_run=False)
+    else:
+        state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")
