@@ -24,11 +24,14 @@ With ``dry_run=True`` everything is computed and counted, nothing is written.
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 import tomllib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +144,15 @@ def curate(
     dry_run: bool = False,
     progress: ProgressCallback | None = None,
     engine: str = "local",
+    workers: int = 1,
 ) -> CurateResult:
-    """Run ``steps`` over the records of the snapshots ``refs`` into one new snapshot."""
+    """Run ``steps`` over the records of the snapshots ``refs`` into one new snapshot.
+
+    ``workers > 1`` runs record steps and global-step signatures on that many
+    processes (batches in order, so the result is identical to ``workers=1``).
+    """
+    if workers < 1:
+        raise WorkbenchError(f"workers must be at least 1, got {workers}")
     if not refs:
         raise WorkbenchError("curate needs at least one input snapshot")
     if not steps:
@@ -164,15 +174,15 @@ def curate(
         for sid in parents:
             yield from store.iter_records(sid, batch_size=BATCH)
 
-    with tempfile.TemporaryDirectory(prefix="workbench-curate-") as spill_dir:
+    with tempfile.TemporaryDirectory(prefix="workbench-curate-") as spill_dir, _pool(workers) as pool:
         if dry_run:
             sink = _CountingSink()
-            final = _run(source(), steps, reports, sink, Path(spill_dir), progress)
+            final = _run(source(), steps, reports, sink, Path(spill_dir), progress, pool)
             rows, counts = sink.consume(final)
             return CurateResult(None, parents, reports, rows, counts)
         with store.writer(steps=manifest_steps, parents=parents) as writer:
             sink = _WriterSink(writer)
-            final = _run(source(), steps, reports, sink, Path(spill_dir), progress)
+            final = _run(source(), steps, reports, sink, Path(spill_dir), progress, pool)
             for rec in final:
                 writer.add(rec)  # the writer refuses repeated ids at commit
             for st, rep in zip(writer.steps, reports, strict=True):
@@ -195,13 +205,21 @@ def _run(
     sink: _Sink,
     spill_dir: Path,
     progress: ProgressCallback | None,
+    pool: Any = None,
 ) -> Iterator[Record]:
-    """Chain the steps lazily; global steps spill and decide when first pulled."""
-    for i, (step, report) in enumerate(zip(steps, reports, strict=True)):
+    """Chain the steps lazily; runs of record steps go batch by batch, global steps spill and decide."""
+    i = 0
+    while i < len(steps):
+        step = steps[i]
         if isinstance(step, RecordStep):
-            stream = _record_step(step, report, stream, sink, progress)
+            j = i
+            while j < len(steps) and isinstance(steps[j], RecordStep):
+                j += 1
+            stream = _record_steps(steps[i:j], reports[i:j], stream, sink, progress, pool)  # type: ignore[arg-type]
+            i = j
         elif isinstance(step, GlobalStep):
-            stream = _global_step(step, report, stream, sink, spill_dir / f"step-{i}.parquet", progress)
+            stream = _global_step(step, reports[i], stream, sink, spill_dir / f"step-{i}.parquet", progress, pool)
+            i += 1
         else:
             raise WorkbenchError(f"step {step.name!r} is neither a record step nor a global step")
     return iter(stream)
@@ -218,26 +236,77 @@ def _batched(stream: Iterable[Record], size: int = BATCH) -> Iterator[list[Recor
         yield batch
 
 
-def _record_step(
-    step: RecordStep,
-    report: StepReport,
+def apply_record_steps(
+    steps: Sequence[RecordStep], batch: list[Record]
+) -> tuple[list[Record], list[tuple[str, Dropped]], list[tuple[int, int, Counter[str], Counter[str]]]]:
+    """Run consecutive record steps over one batch (pure: also what worker processes and Ray run).
+
+    Returns the kept records, the dropped ones with their step, and per step
+    (read, kept, dropped by reason, counters).
+    """
+    dropped: list[tuple[str, Dropped]] = []
+    stats = []
+    for step in steps:
+        results, counters = step.process_batch(batch)
+        kept = [r for r in results if not isinstance(r, Dropped)]
+        gone = [r for r in results if isinstance(r, Dropped)]
+        dropped.extend((step.name, d) for d in gone)
+        stats.append((len(batch), len(kept), Counter(d.reason for d in gone), counters))
+        batch = kept
+    return batch, dropped, stats
+
+
+def _record_steps(
+    steps: Sequence[RecordStep],
+    reports: Sequence[StepReport],
     stream: Iterable[Record],
     sink: _Sink,
     progress: ProgressCallback | None,
+    pool: Any,
 ) -> Iterator[Record]:
-    for batch in _batched(stream):
-        results, counters = step.process_batch(batch)
-        report.read += len(batch)
-        report.counters.update(counters)
-        for item in results:
-            if isinstance(item, Dropped):
-                report.dropped[item.reason] += 1
-                sink.drop(item, step.name)
-            else:
-                report.kept += 1
-                yield item
+    for _, (kept, dropped, stats) in _ordered_map(pool, partial(apply_record_steps, steps), _batched(stream)):
+        for report, (read, n_kept, by_reason, counters) in zip(reports, stats, strict=True):
+            report.read += read
+            report.kept += n_kept
+            report.dropped.update(by_reason)
+            report.counters.update(counters)
+        for name, d in dropped:
+            sink.drop(d, name)
         if progress:
-            progress(step.name, report.read)
+            progress(steps[-1].name, reports[0].read)
+        yield from kept
+
+
+def _ordered_map(pool: Any, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    """``(item, fn(item))`` in input order; on a pool, a bounded window of batches in flight."""
+    if pool is None:
+        for item in items:
+            yield item, fn(item)
+        return
+    window: deque[tuple[Any, Any]] = deque()
+    limit = 2 * pool._processes  # the pool size (no public accessor)
+    for item in items:
+        window.append((item, pool.apply_async(fn, (item,))))
+        if len(window) >= limit:
+            done, result = window.popleft()
+            yield done, result.get()
+    while window:
+        done, result = window.popleft()
+        yield done, result.get()
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[Any]:
+    if workers == 1:
+        yield None
+        return
+    ctx = multiprocessing.get_context("fork")
+    pool = ctx.Pool(workers)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _global_step(
@@ -247,13 +316,14 @@ def _global_step(
     sink: _Sink,
     spill_path: Path,
     progress: ProgressCallback | None,
+    pool: Any = None,
 ) -> Iterator[Record]:
     signatures = []
     writer = pq.ParquetWriter(spill_path, RECORD_SCHEMA, compression="lz4")
     try:
-        for batch in _batched(stream):
+        for batch, sig in _ordered_map(pool, step.signatures_batch, _batched(stream)):
             writer.write_table(to_table(batch))
-            signatures.append(step.signatures_batch(batch))
+            signatures.append(sig)
             report.read += len(batch)
             if progress:
                 progress(f"{step.name} (signatures)", report.read)

@@ -18,7 +18,7 @@ DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
 _SECTIONS = {"ingest", "curate"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
-_CURATE_KEYS = {"inputs", "config", "tag", "engine"}
+_CURATE_KEYS = {"inputs", "config", "tag", "engine", "workers"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class CurateStage:
     config: Path
     tag: str | None = None
     engine: str = "local"
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,12 @@ def _curate_stage(raw: Any, where: str, *, base: Path) -> CurateStage:
     engine = raw.get("engine", "local")
     if engine not in ("local", "ray"):
         raise WorkbenchError(f"{where}: 'engine' must be 'local' or 'ray', got {engine!r}")
-    return CurateStage(inputs=tuple(inputs), config=base / raw["config"], tag=raw.get("tag"), engine=engine)
+    workers = raw.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise WorkbenchError(f"{where}: 'workers' must be a positive integer, got {workers!r}")
+    return CurateStage(
+        inputs=tuple(inputs), config=base / raw["config"], tag=raw.get("tag"), engine=engine, workers=workers
+    )
 
 
 def _ingest_stage(raw: dict[str, Any], where: str, *, base: Path) -> IngestStage:

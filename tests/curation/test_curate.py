@@ -184,3 +184,12 @@ def test_a_failing_step_publishes_nothing(raw, monkeypatch):
     with pytest.raises(RuntimeError):
         curate(["dd-raw"], store=raw, steps=_steps(), tag="clean")
     assert raw.snapshot_ids() == before and "clean" not in raw.refs()
+
+
+def test_two_worker_processes_give_the_identical_snapshot(raw):
+    one = curate(["dd-raw", "ge-raw"], store=raw, steps=_steps(), tag="one")
+    two = curate(["dd-raw", "ge-raw"], store=raw, steps=_steps(), tag="two", workers=2)
+    assert two.snapshot_id == one.snapshot_id
+    assert [(s.read, s.kept, s.dropped, s.counters) for s in two.steps] == [
+        (s.read, s.kept, s.dropped, s.counters) for s in one.steps
+    ]

@@ -21,6 +21,7 @@ def curate(
     tag: str = typer.Option(None, "--tag", "-t", help="Ref to point at the new snapshot (e.g. clean)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what each step would drop; write nothing."),
     engine: Literal["local", "ray"] = typer.Option("local", "--engine", help="local (default) or ray (Ray Data)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes for CPU-bound steps (local engine)."),
     list_steps: bool = typer.Option(False, "--list-steps", help="Document every step and its options, then exit."),
 ) -> None:
     """Clean, filter, deduplicate and fix splits of one or more snapshots into ONE new snapshot."""
@@ -35,7 +36,9 @@ def curate(
     steps = load_steps(config or DEFAULT_CONFIG)
     store = state.store()
     with _step_progress() as progress:
-        result = run_curate(refs, store=store, steps=steps, tag=tag, dry_run=dry_run, progress=progress, engine=engine)
+        result = run_curate(
+            refs, store=store, steps=steps, tag=tag, dry_run=dry_run, progress=progress, engine=engine, workers=workers
+        )
     print_curate_summary(result, dry_run=dry_run)
 
 

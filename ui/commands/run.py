@@ -44,6 +44,7 @@ def run(
                 tag=stage.tag,
                 progress=progress,
                 engine=stage.engine,
+                workers=stage.workers,
             )
         print_curate_summary(result, dry_run=False)
     else:
