@@ -82,6 +82,7 @@ def print_curate_summary(result: Any, *, dry_run: bool) -> None:
 
 
 def _print_steps() -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from curation.steps.base import GlobalStep, steps_registry
@@ -89,7 +90,7 @@ def _print_steps() -> None:
     con = state.console()
     for name, cls in steps_registry().items():
         kind = "global" if issubclass(cls, GlobalStep) else "record"
-        table = Table(title=f"{name} ({kind} step): {cls.description}", title_justify="left")
+        table = Table(title=escape(f"{name} ({kind} step): {cls.description}"), title_justify="left")
         for col in ("option", "type", "default", "help"):
             table.add_column(col)
         for opt in cls.Config.describe():
@@ -101,7 +102,7 @@ def _print_steps() -> None:
             if opt["choices"]:
                 bounds.append("one of " + ", ".join(map(str, opt["choices"])))
             help_text = opt["help"] + (f" ({'; '.join(bounds)})" if bounds else "")
-            table.add_row(opt["name"], opt["type"], json.dumps(opt["default"]), help_text)
+            table.add_row(opt["name"], opt["type"], escape(json.dumps(opt["default"])), escape(help_text))
         con.print(table)
 
 
