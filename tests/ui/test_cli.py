@@ -224,3 +224,51 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(case, tmp_path, examples
     for part in expected:
         assert part in lines[0], (part, lines[0])
     assert _store_is_empty(store)
+
+
+def test_run_curates_the_examples_and_report_explains_it(ran):
+    store, proc = ran
+    assert "curate" in proc.stdout and "near_dedup" in proc.stdout
+    manifest = json.loads(wb("snapshots", "show", "clean", "--json", store=store).stdout)
+    assert len(manifest["parents"]) == 5
+    kinds = [s["kind"] for s in manifest["steps"]]
+    assert kinds[0] == "curate.normalize" and "curate.leak_free_splits" in kinds and "curate.near_dedup" in kinds
+    out = wb("report", "clean", store=store).stdout
+    assert "dropped by exact_dedup: exact_duplicate" in out and "exact_dedup.clusters" in out
+    assert "label balance" in out
+    rep = json.loads(wb("report", "clean", "--json", store=store).stdout)
+    assert rep["drops"] and rep["balance"]
+
+
+def test_curate_dry_run_writes_nothing(ran):
+    store, _ = ran
+    before = sorted(p.name for p in (store / "snapshots").iterdir())
+    proc = wb("curate", "dd-raw", "ge-raw", "--dry-run", "--tag", "dry", store=store)
+    assert "dry run" in proc.stdout and "would write" in proc.stdout
+    assert sorted(p.name for p in (store / "snapshots").iterdir()) == before
+    listed = json.loads(wb("snapshots", "list", "--json", store=store).stdout)
+    assert "dry" not in {r for info in listed for r in info["refs"]}
+
+
+def test_curate_bad_config_and_missing_ref_are_one_line_errors(ran, tmp_path):
+    store, _ = ran
+    before = sorted(p.name for p in (store / "snapshots").iterdir())
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[step]]\nname = "near_dedup"\nthreshold = 1.5\n')
+    proc = wb("curate", "dd-raw", "--config", str(cfg), "--tag", "x", store=store, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1
+    assert "c.toml" in lines[0] and "near_dedup" in lines[0] and "threshold" in lines[0]
+    cfg.write_text('[[step]]\nname = "min_turns"\nmin_turn = 2\n')
+    proc = wb("curate", "dd-raw", "--config", str(cfg), store=store, check=False)
+    assert proc.returncode == 1 and "unknown key 'min_turn'" in proc.stderr
+    proc = wb("curate", "dd-raw", "nope-raw", store=store, check=False)
+    assert proc.returncode == 1 and "no snapshot or ref named 'nope-raw'" in proc.stderr
+    assert sorted(p.name for p in (store / "snapshots").iterdir()) == before
+
+
+def test_list_steps_documents_every_step():
+    out = wb("curate", "--list-steps", store=Path("/nonexistent")).stdout
+    for name in ("normalize", "language", "quality", "pii", "safety", "exact_dedup", "near_dedup", "leak_free_splits"):
+        assert f"{name} (" in out
+    assert "bands * rows must equal num_perm" in out
