@@ -15,12 +15,12 @@ and detail (columns ``_drop_step``, ``_reason``, ``_detail``), so every row keep
 place and later steps skip it. Record steps' own counters travel in one JSON cell per
 batch (``_counters_<i>``) and are summed on the driver.
 
-Same snapshot id as the local engine: the snapshot hash covers the order of kept and
-dropped records *and* where the writer's buffers flush between them, so the driver
-writes kept records and dropped rows in exactly the order in which the local runner's
-lazy pipeline would (see :func:`_local_event_order`), reading Ray's output in order
-(``preserve_order``). Global steps get their signatures in the local runner's chunks
-(one per 1,000 records that reach them), so decisions and artifacts are the same bytes.
+Same snapshot id as the local engine: the snapshot hash covers the kept records and the
+dropped rows as two streams, each in order, so the driver writes both in the order of the
+local runner's lazy pipeline (see :func:`_local_event_order`), reading Ray's output in
+order (``preserve_order``). Global steps get their signatures in the local runner's chunks
+(one per 1,000 records that reach them), so decisions come out identical; artifacts are
+hashed after their chunks are combined.
 
 Ray is started locally for the run (2 CPUs, no dashboard, no usage stats, every
 server on 127.0.0.1) and shut down after, unless the caller already runs it.
