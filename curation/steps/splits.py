@@ -41,6 +41,7 @@ from curation.steps.base import (
     option,
     register_step,
 )
+from curation.steps.dedup import lsh_clusters, minhash_signatures
 
 LEAK_REASON = "split_leak"
 
@@ -155,7 +156,6 @@ class LeakFreeSplits(GlobalStep):
     def __init__(self, config: LeakFreeSplitsConfig | None = None) -> None:
         super().__init__(config)
         if self.config.near:
-            self._dedup = _near_dedup_api()
             # The MinHash travels with the signature row; only this instance's schema has the column.
             self.signature_schema = pa.schema(
                 [*type(self).signature_schema, pa.field("minhash", pa.list_(pa.uint32()))]
@@ -185,7 +185,7 @@ class LeakFreeSplits(GlobalStep):
         }
         if self.config.near:
             c = self.config
-            sigs = self._dedup.minhash_signatures(texts, num_perm=c.num_perm, ngram=c.ngram, normalize=False)
+            sigs = minhash_signatures(texts, num_perm=c.num_perm, ngram=c.ngram, normalize=False)
             columns["minhash"] = pa.FixedSizeListArray.from_arrays(
                 pa.array(np.asarray(sigs, dtype=np.uint32).ravel()), c.num_perm
             ).cast(pa.list_(pa.uint32()))
@@ -301,9 +301,7 @@ class LeakFreeSplits(GlobalStep):
             if c.scope == "source":
                 codes: dict[str | None, int] = {}
                 scope_codes = np.array([codes.setdefault(v, len(codes)) for v in scopes], dtype=np.int64)
-            found = self._dedup.lsh_clusters(
-                minhash, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=scope_codes
-            )
+            found = lsh_clusters(minhash, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=scope_codes)
             for i, j in np.asarray(found.pairs, dtype=np.int64).reshape(-1, 2).tolist():
                 union(i, j)
         groups: dict[int, list[int]] = defaultdict(list)
@@ -315,20 +313,6 @@ class LeakFreeSplits(GlobalStep):
 def _group_id(scope: str | None, key: str) -> str:
     """Stable across runs and engines: the scope and the text digest of the group's first member."""
     return f"{scope}:{key[:16]}" if scope else key[:16]
-
-
-def _near_dedup_api() -> Any:
-    """The MinHash LSH functions of the dedup step module, checked when the step is built."""
-    try:
-        from curation.steps import dedup
-    except ImportError as exc:
-        raise ConfigError(
-            f"'near': needs curation.steps.dedup (MinHash LSH), which cannot be imported: {exc}"
-        ) from None
-    missing = [f for f in ("minhash_signatures", "lsh_clusters") if not hasattr(dedup, f)]
-    if missing:
-        raise ConfigError(f"'near': curation.steps.dedup lacks {', '.join(missing)}")
-    return dedup
 
 
 # ------------------------------------------------------------------ resplit

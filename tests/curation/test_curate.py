@@ -193,3 +193,10 @@ def test_two_worker_processes_give_the_identical_snapshot(raw):
     assert [(s.read, s.kept, s.dropped, s.counters) for s in two.steps] == [
         (s.read, s.kept, s.dropped, s.counters) for s in one.steps
     ]
+
+
+def test_the_example_config_runs_on_two_processes_with_the_same_result(raw, examples):
+    steps = load_steps(examples.parent / "curate.toml")  # every step must pickle to reach a worker
+    one = curate(["dd-raw", "ge-raw"], store=raw, steps=steps, tag="one")
+    two = curate(["dd-raw", "ge-raw"], store=raw, steps=load_steps(examples.parent / "curate.toml"), workers=2)
+    assert two.snapshot_id == one.snapshot_id
