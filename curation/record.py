@@ -383,5 +383,19 @@ def to_table(records: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def from_batch(batch: pa.RecordBatch | pa.Table) -> list[Record]:
-    """Arrow rows back to record dicts (maps become dicts)."""
-    return batch.to_pylist(maps_as_pydicts="strict")  # type: ignore[return-value]
+    """Arrow rows back to record dicts (maps become dicts).
+
+    Plain ``to_pylist`` (maps as key/value pairs) plus a dict() per map is about
+    twice as fast as pyarrow's ``maps_as_pydicts="strict"``.
+    """
+    rows = batch.to_pylist()
+    for row in rows:
+        if row["context"] is not None:
+            row["context"] = dict(row["context"])
+        for t in row["turns"]:
+            if t["attrs"] is not None:
+                t["attrs"] = dict(t["attrs"])
+        for lab in row["labels"]:
+            if lab["attrs"] is not None:
+                lab["attrs"] = dict(lab["attrs"])
+    return rows  # type: ignore[return-value]
