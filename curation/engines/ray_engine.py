@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.curate import BATCH, CurateResult, StepReport
+from curation.curate import BATCH, CurateResult, StepReport, _batched
 from curation.errors import WorkbenchError
 from curation.record import RECORD_SCHEMA, Record, from_batch, to_table
 from curation.steps.base import Dropped, GlobalStep, RecordStep, Step, Verdict
@@ -462,14 +462,3 @@ def _local_event_order(fates: np.ndarray, is_global: Sequence[bool]) -> Iterator
         events.clear()
         yield KEPT
     yield from events
-
-
-def _batched(stream: Iterator[int], size: int = BATCH) -> Iterator[list[int]]:
-    batch: list[int] = []
-    for item in stream:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

