@@ -14,6 +14,7 @@ import typer
 from ui import state
 from ui.commands import curate as curate_cmd
 from ui.commands import ingest as ingest_cmd
+from ui.commands import label as label_cmd
 from ui.commands import run as run_cmd
 from ui.commands import snapshots as snapshots_cmd
 
@@ -45,6 +46,9 @@ app.command("ingest")(ingest_cmd.ingest)
 app.add_typer(snapshots_cmd.app, name="snapshots")
 app.command("curate")(curate_cmd.curate)
 app.command("report")(curate_cmd.report)
+app.command("label")(label_cmd.label)
+app.command("audit")(label_cmd.audit)
+app.add_typer(label_cmd.cache_app, name="cache")
 app.command("run")(run_cmd.run)
 
 

@@ -16,9 +16,10 @@ from curation.errors import WorkbenchError
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
-_SECTIONS = {"ingest", "curate"}
+_SECTIONS = {"ingest", "curate", "label"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
 _CURATE_KEYS = {"inputs", "config", "tag", "engine", "workers"}
+_LABEL_KEYS = {"input", "tasks", "labeler", "model", "base_url", "tag", "max_cost"}
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,22 @@ class CurateStage:
 
 
 @dataclass(frozen=True)
+class LabelStage:
+    input: str
+    tasks: tuple[str, ...]
+    labeler: str = "local"
+    model: str | None = None
+    base_url: str | None = None
+    tag: str | None = None
+    max_cost: float | None = None
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     path: Path
     ingest: tuple[IngestStage, ...] = field(default_factory=tuple)
     curate: CurateStage | None = None
+    label: LabelStage | None = None
 
 
 def load_config(path: Path | None = None) -> PipelineConfig:
@@ -65,7 +78,36 @@ def load_config(path: Path | None = None) -> PipelineConfig:
         where = f"{path}: [[ingest]] #{i + 1}"
         stages.append(_ingest_stage(raw, where, base=path.parent))
     curate = _curate_stage(data["curate"], f"{path}: [curate]", base=path.parent) if "curate" in data else None
-    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate)
+    label = _label_stage(data["label"], f"{path}: [label]") if "label" in data else None
+    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate, label=label)
+
+
+def _label_stage(raw: Any, where: str) -> LabelStage:
+    if not isinstance(raw, dict):
+        raise WorkbenchError(f"{where}: expected a table")
+    bad = sorted(set(raw) - _LABEL_KEYS)
+    if bad:
+        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_LABEL_KEYS))})")
+    for key in ("input", "tasks"):
+        if key not in raw:
+            raise WorkbenchError(f"{where}: missing key {key!r}")
+    tasks = raw["tasks"]
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise WorkbenchError(f"{where}: 'tasks' must be a non-empty list of task names")
+    labeler = raw.get("labeler", "local")
+    if labeler not in ("local", "llm"):
+        raise WorkbenchError(f"{where}: 'labeler' must be 'local' or 'llm', got {labeler!r}")
+    if labeler == "llm" and not raw.get("model"):
+        raise WorkbenchError(f"{where}: labeler 'llm' needs 'model'")
+    return LabelStage(
+        input=str(raw["input"]),
+        tasks=tuple(tasks),
+        labeler=labeler,
+        model=raw.get("model"),
+        base_url=raw.get("base_url"),
+        tag=raw.get("tag"),
+        max_cost=raw.get("max_cost"),
+    )
 
 
 def _curate_stage(raw: Any, where: str, *, base: Path) -> CurateStage:

@@ -47,5 +47,27 @@ def run(
                 workers=stage.workers,
             )
         print_curate_summary(result, dry_run=False)
-    else:
+    if cfg.label:
+        from labeling.tasks.base import get_tasks
+        from ui.commands.label import _print_label_result
+
+        stage = cfg.label
+        if stage.labeler == "local":
+            from labeling.runner import label_local
+
+            labeled = label_local(stage.input, store=store, tasks=get_tasks(stage.tasks), tag=stage.tag)
+        else:
+            from labeling.runner import label_llm
+
+            labeled = label_llm(
+                stage.input,
+                store=store,
+                tasks=get_tasks(stage.tasks),
+                model=stage.model,
+                base_url=stage.base_url,
+                tag=stage.tag,
+                max_cost=stage.max_cost,
+            )
+        _print_label_result(labeled, dry_run=False)
+    if not cfg.curate and not cfg.label:
         state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")

@@ -1,0 +1,139 @@
+"""``workbench label``, ``workbench audit`` and ``workbench cache stats|prune``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import typer
+
+from ui import state
+
+cache_app = typer.Typer(help="The completion cache: every paid completion, content-addressed.", no_args_is_help=True)
+
+
+def label(
+    ref: str = typer.Argument(..., help="Snapshot to label (id or ref), e.g. clean."),
+    tasks: list[str] = typer.Option(..., "--task", help="emotion | strategy | traits | empathy (repeatable)."),
+    labeler: Literal["llm", "local"] = typer.Option("llm", "--labeler", help="llm (an endpoint) or local (offline)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model name at the endpoint, e.g. gpt-4o-mini."),
+    base_url: str = typer.Option(None, "--base-url", help="Any OpenAI-compatible endpoint (default: OpenAI)."),
+    tag: str = typer.Option(None, "--tag", "-t", help="Ref to point at the new snapshot (e.g. labeled)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Requests, tokens and $ estimate; nothing sent."),
+    max_cost: float = typer.Option(None, "--max-cost", min=0.0, help="Stop sending new requests at this spend ($)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, max=256, help="Requests in flight at once."),
+    train_from: list[str] = typer.Option(None, "--train-from", help="local: snapshots whose gold labels train it."),
+) -> None:
+    """Label a snapshot into a NEW snapshot (gold labels untouched)."""
+    from labeling.tasks.base import get_tasks
+
+    store = state.store()
+    task_objs = get_tasks(tasks)
+    if labeler == "local":
+        from labeling.runner import label_local
+
+        result = label_local(ref, store=store, tasks=task_objs, tag=tag, train_from=train_from or ())
+    else:
+        if not model:
+            raise typer.BadParameter("give --model (or --labeler local for the offline labeler)", param_hint="--model")
+        from labeling.runner import label_llm
+
+        result = label_llm(
+            ref,
+            store=store,
+            tasks=task_objs,
+            model=model,
+            base_url=base_url,
+            tag=tag,
+            dry_run=dry_run,
+            max_cost=max_cost,
+            concurrency=concurrency,
+        )
+    _print_label_result(result, dry_run=dry_run)
+
+
+def audit(
+    ref: str = typer.Argument(..., help="A labeled snapshot."),
+    task: str = typer.Option(..., "--task", help="emotion | strategy | empathy | trait.<name> ..."),
+    source: Literal["llm", "model", "human"] = typer.Option(None, "--source", help="Labels to audit (default: any)."),
+    sample: int = typer.Option(0, "--sample", min=0, help="Audit a random sample of this many items (0 = all)."),
+    split: Literal["train", "validation", "test"] = typer.Option(
+        None, "--split", help="Only records of this split (e.g. test, to audit a labeler trained on train)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """A labeler's labels against the gold labels of the same records: accuracy, macro-F1, kappa, confusion."""
+    from labeling.runner import audit_snapshot
+
+    report = audit_snapshot(state.store(), ref, task=task, label_source=source, sample=sample, split=split)
+    if as_json:
+        print(json.dumps(report, indent=1, default=str))
+        return
+    _print_audit(report)
+
+
+@cache_app.command("stats")
+def cache_stats() -> None:
+    """Rows, tokens and cost saved, by model and prompt version."""
+    from labeling.runner import open_cache
+
+    cache = open_cache(state.store())
+    print(json.dumps(cache.stats(), indent=1, default=str))
+
+
+@cache_app.command("prune")
+def cache_prune(
+    model: str = typer.Option(None, "--model", help="Only completions of this model."),
+    prompt_version: str = typer.Option(None, "--prompt-version", help="Only completions of this prompt version."),
+) -> None:
+    """Delete cached completions (all, or by model / prompt version)."""
+    from labeling.runner import open_cache
+
+    removed = open_cache(state.store()).prune(model=model, prompt_version=prompt_version)
+    state.console().print(f"removed {removed:,} cached completions")
+
+
+def _print_label_result(result: Any, *, dry_run: bool) -> None:
+    from rich.table import Table
+
+    con = state.console()
+    if dry_run:
+        con.print("dry run: nothing sent")
+        con.print(json.dumps(result.estimate, indent=1, default=str))
+        return
+    table = Table(title=f"label -> snapshot {result.snapshot_id}", title_justify="left")
+    table.add_column("counter")
+    table.add_column("value", justify="right")
+    for k, v in sorted(result.counters.items()):
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else f"{v}")
+    con.print(table)
+    if result.reused:
+        con.print("identical data already stored")
+
+
+def _print_audit(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    con = state.console()
+    metrics = report.get("metrics") or {}
+    con.print(
+        f"audit {report['task']} ({report.get('kind')}): agents {', '.join(report.get('agents') or []) or '-'}; "
+        f"{report.get('n', 0):,} pairs of {report.get('gold_items', 0):,} gold items"
+    )
+    if report.get("warning"):
+        con.print(f"[yellow]{report['warning']}[/]")
+    head = Table(title="metrics", title_justify="left")
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, int | float):
+            head.add_row(k, f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
+    con.print(head)
+    per_label = metrics.get("per_label") or {}
+    if per_label:
+        t = Table(title="per label", title_justify="left")
+        for col in ("label", "precision", "recall", "f1", "support"):
+            t.add_column(col, justify="left" if col == "label" else "right")
+        for name, m in per_label.items():
+            t.add_row(name, *(f"{m.get(c, 0):.3f}" for c in ("precision", "recall", "f1")), f"{m.get('support', 0):,}")
+        con.print(t)
