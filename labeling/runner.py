@@ -39,6 +39,7 @@ def write_labeled(
     *,
     step: dict[str, Any],
     tag: str | None,
+    artifacts: dict[str, Any] | None = None,
 ) -> tuple[str, bool]:
     """Stream the parent's records into a new snapshot with ``new_labels`` appended by record id."""
     with store.writer(step=step, parents=[parent]) as writer:
@@ -47,6 +48,8 @@ def write_labeled(
             if extra:
                 record = {**record, "labels": [*record["labels"], *extra]}
             writer.add(record)
+        for name, table in (artifacts or {}).items():
+            writer.attach(f"label.{name}", table)
         sid = writer.commit()
         reused = writer.reused
     if tag:
@@ -121,3 +124,147 @@ def audit_snapshot(
     if task == "traits":
         raise WorkbenchError("audit one trait at a time: --task trait.formality, trait.empathy, ...")
     return audit(records, task, source=label_source, sample=sample or None)
+
+
+def open_cache(store: SnapshotStore) -> Any:
+    """The completion cache of a store (``<store>/cache/completions.sqlite`` for a local store)."""
+    from labeling.cache import CompletionCache, default_cache_path
+
+    return CompletionCache(default_cache_path(store.url))
+
+
+def label_llm(
+    ref: str,
+    *,
+    store: SnapshotStore,
+    tasks: Sequence[Task],
+    model: str,
+    base_url: str | None = None,
+    tag: str | None = None,
+    dry_run: bool = False,
+    max_cost: float | None = None,
+    concurrency: int = 8,
+    progress: Callable[[Any], None] | None = None,
+) -> LabelResult:
+    """Label with an OpenAI-compatible endpoint; every completion is cached as it arrives.
+
+    A completion that does not parse is counted and kept (raw, with the reason) in the
+    snapshot's ``label.failures`` table; requests the budget did not allow are counted as
+    ``unlabeled_budget``: the snapshot is consistent either way, and a re-run with a
+    larger budget sends only what is missing.
+    """
+    import asyncio
+    from contextlib import aclosing
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from labeling.batch import CompletionRequest, complete_many, estimate_many
+    from labeling.client import LLMClient
+    from labeling.completion import Failure
+    from labeling.pricing import PriceTable
+    from labeling.tasks.base import ParseError
+
+    parent = store.resolve(ref)
+    work = [(task, item) for rec in store.iter_records(parent) for task in tasks for item in task.items(rec)]
+    requests = [
+        CompletionRequest(
+            task.messages(item),
+            json_schema=task.json_schema(),
+            prompt_version=task.prompt_version,
+            schema_name=task.name.replace(".", "_"),
+        )
+        for task, item in work
+    ]
+    prices = PriceTable.load()
+
+    async def run() -> tuple[Any, dict[int, Any], Any, str, dict[str, Any]]:
+        async with LLMClient(model=model, base_url=base_url, concurrency=concurrency, dry_run=dry_run) as client:
+            with open_cache(store) as cache:
+                if dry_run:
+                    return estimate_many(client, cache, requests, prices=prices), {}, None, client.provider, {}
+                results: dict[int, Any] = {}
+                last: list[Any] = [None]
+
+                def on_progress(p: Any) -> None:
+                    last[0] = p
+                    if progress:
+                        progress(p)
+
+                stream = complete_many(
+                    client, cache, requests, max_cost=max_cost, prices=prices, on_progress=on_progress
+                )
+                async with aclosing(stream) as it:
+                    async for i, res in it:
+                        results[i] = res
+                return None, results, last[0], client.provider, dict(client.params)
+
+    estimate, results, final, provider, params = asyncio.run(run())
+    if dry_run:
+        return LabelResult(None, parent, Counter(items=len(work)), estimate=_asdict(estimate))
+
+    created = datetime.now(UTC).replace(microsecond=0)
+    counters: Counter[str] = Counter(items=len(work))
+    new_labels: dict[str, list[Label]] = {}
+    failures: list[dict[str, Any]] = []
+    for i, (task, item) in enumerate(work):
+        res = results.get(i)
+        if res is None or isinstance(res, Failure):
+            kind = getattr(res, "kind", "missing")
+            counters["unlabeled_budget" if kind == "budget" else f"failed_{kind}"] += 1
+            continue
+        agent = f"{model}@{task.prompt_version}"
+        try:
+            labels = task.parse(res.content, item, agent=agent)
+        except ParseError as exc:
+            counters["parse_failures"] += 1
+            failures.append(
+                {
+                    "record_id": item.record_id,
+                    "turn": item.turn,
+                    "task": task.name,
+                    "reason": str(exc),
+                    "raw": res.content,
+                    "cache_key": res.key,
+                }
+            )
+            continue
+        for lab in labels:
+            lab["created_at"] = created
+            lab["attrs"] = {**(lab.get("attrs") or {}), "cache_key": res.key}
+        new_labels.setdefault(item.record_id, []).extend(labels)
+        counters["items_labeled"] += 1
+        counters[f"labels.{task.name}"] += len(labels)
+    if final is not None:
+        counters.update(
+            {
+                "cache_hits": final.cache_hits,
+                "requests_sent": final.sent,
+                "prompt_tokens": final.prompt_tokens,
+                "completion_tokens": final.completion_tokens,
+            }
+        )
+    step = {
+        "kind": "label",
+        "config": {
+            "labeler": "llm",
+            "provider": provider,  # the endpoint's identity, never the key
+            "model": model,
+            "tasks": {t.name: t.prompt_version for t in tasks},
+            "params": params,
+        },
+        "counters": dict(sorted(counters.items())),
+        "cost_usd": getattr(final, "cost_usd", None),
+        "budget_usd": max_cost,
+    }
+    artifacts = {"failures": pa.Table.from_pylist(failures)} if failures else {}
+    sid, reused = write_labeled(store, parent, new_labels, step=step, tag=tag, artifacts=artifacts)
+    result = LabelResult(sid, parent, counters, reused=reused, tag=tag)
+    result.estimate = {"cost_usd": getattr(final, "cost_usd", None), "saved_usd": getattr(final, "saved_usd", None)}
+    return result
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else dict(obj)

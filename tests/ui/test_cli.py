@@ -272,3 +272,19 @@ def test_list_steps_documents_every_step():
     for name in ("normalize", "language", "quality", "pii", "safety", "exact_dedup", "near_dedup", "leak_free_splits"):
         assert f"{name} (" in out
     assert "bands * rows must equal num_perm" in out
+
+
+def test_run_labels_offline_and_audit_reports(ran):
+    store, _ = ran
+    manifest = json.loads(wb("snapshots", "show", "labeled", "--json", store=store).stdout)
+    step = manifest["steps"][0]
+    assert step["kind"] == "label" and step["config"]["labeler"] == "local"
+    assert manifest["label_distribution"]["strategy"]["model"]  # local labeler labels beside gold
+    out = wb("audit", "labeled", "--task", "strategy", "--split", "test", store=store).stdout
+    assert "accuracy" in out and "macro_f1" in out and "kappa" in out
+
+
+def test_label_without_model_asks_for_one(ran):
+    store, _ = ran
+    proc = wb("label", "clean", "--task", "emotion", store=store, check=False)
+    assert proc.returncode != 0 and "--model" in proc.stderr

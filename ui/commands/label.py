@@ -75,10 +75,14 @@ def audit(
 @cache_app.command("stats")
 def cache_stats() -> None:
     """Rows, tokens and cost saved, by model and prompt version."""
+    from dataclasses import asdict
+
+    from labeling.pricing import PriceTable
     from labeling.runner import open_cache
 
-    cache = open_cache(state.store())
-    print(json.dumps(cache.stats(), indent=1, default=str))
+    with open_cache(state.store()) as cache:
+        stats = cache.stats(PriceTable.load())
+    print(json.dumps(asdict(stats), indent=1, default=str))
 
 
 @cache_app.command("prune")
@@ -89,7 +93,8 @@ def cache_prune(
     """Delete cached completions (all, or by model / prompt version)."""
     from labeling.runner import open_cache
 
-    removed = open_cache(state.store()).prune(model=model, prompt_version=prompt_version)
+    with open_cache(state.store()) as cache:
+        removed = cache.prune(model=model, prompt_version=prompt_version)
     state.console().print(f"removed {removed:,} cached completions")
 
 
