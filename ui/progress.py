@@ -55,3 +55,39 @@ def step_progress(description: str) -> Iterator:
             bar.update(tasks[step], completed=seen)
 
         yield update
+
+
+@contextmanager
+def completion_progress(description: str) -> Iterator:
+    """Yields a callback taking a ``labeling.batch.BatchProgress``: done/total, rate, cache hits, tokens, $."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = state.err_console()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("cached {task.fields[hits]:,}"),
+        TextColumn("tokens {task.fields[tokens]:,}"),
+        TextColumn("{task.fields[cost]}"),
+        TimeElapsedColumn(),
+    )
+    start = time.perf_counter()
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=None, rate="", hits=0, tokens=0, cost="")
+
+        def update(p: object) -> None:
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            cost = getattr(p, "cost_usd", None)
+            bar.update(
+                task,
+                total=getattr(p, "total", None),
+                completed=getattr(p, "done", 0),
+                rate=f"{getattr(p, 'done', 0) / elapsed:,.1f}/s",
+                hits=getattr(p, "cache_hits", 0),
+                tokens=getattr(p, "prompt_tokens", 0) + getattr(p, "completion_tokens", 0),
+                cost="$?" if cost is None else f"${cost:,.4f}",
+            )
+
+        yield update

@@ -37,18 +37,21 @@ def label(
         if not model:
             raise typer.BadParameter("give --model (or --labeler local for the offline labeler)", param_hint="--model")
         from labeling.runner import label_llm
+        from ui.progress import completion_progress
 
-        result = label_llm(
-            ref,
-            store=store,
-            tasks=task_objs,
-            model=model,
-            base_url=base_url,
-            tag=tag,
-            dry_run=dry_run,
-            max_cost=max_cost,
-            concurrency=concurrency,
-        )
+        with completion_progress(f"label {', '.join(tasks)}") as progress:
+            result = label_llm(
+                ref,
+                store=store,
+                tasks=task_objs,
+                model=model,
+                base_url=base_url,
+                tag=tag,
+                dry_run=dry_run,
+                max_cost=max_cost,
+                concurrency=concurrency,
+                progress=progress,
+            )
     _print_label_result(result, dry_run=dry_run)
 
 
