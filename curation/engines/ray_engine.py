@@ -89,8 +89,9 @@ def _settle_fsspec_http() -> None:
     Ray Data's file listing checks for fsspec's HTTP filesystem from several threads at
     once; without ``aiohttp`` that import fails, and a thread that sees another thread's
     half-imported module gets an ImportError Ray does not catch (read_parquet then fails
-    on local files). Marking the module absent makes every attempt a clean
-    ModuleNotFoundError, which Ray handles.
+    on local files). Marking the module absent makes every attempt in this process a
+    clean ModuleNotFoundError, which Ray handles; Ray's worker processes do the same
+    check, which is why the ``ray`` extra installs ``aiohttp`` (then the import works).
     """
     import sys
 
