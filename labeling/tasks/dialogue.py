@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from curation.record import Record
+from labeling.tasks.base import LabelItem
 
 #: Context keys a source may provide that describe the situation of a conversation.
 SITUATION_KEYS = ("situation", "prompt", "topic", "problem_type")
@@ -41,3 +42,12 @@ def truncate(text: str, max_chars: int) -> str:
         return text
     cut = text[:max_chars].rsplit(" ", 1)[0]
     return cut + " [...]"
+
+
+def turn_item(record: Record, index: int, *, context_turns: int, max_chars: int) -> LabelItem:
+    """One turn to label, with the situation and the ``context_turns`` turns before it."""
+    context = situation(record)
+    before = previous_turns(record, index, context_turns)
+    if before:
+        context["previous_turns"] = truncate(before, max_chars)
+    return LabelItem(record["id"], index, truncate(record["turns"][index]["text"], max_chars), context)

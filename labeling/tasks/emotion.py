@@ -21,7 +21,7 @@ from curation.errors import WorkbenchError
 from curation.record import Label, Record, label
 from labeling.prompts import load_prompt
 from labeling.tasks.base import LabelItem, ParseError, Task, register_task
-from labeling.tasks.dialogue import context_block, previous_turns, situation, transcript, truncate
+from labeling.tasks.dialogue import context_block, situation, transcript, truncate, turn_item
 from labeling.tasks.parsing import confidence, extract_json_object, field, vocabulary_label
 
 GRANULARITIES = ("auto", "record", "turn")
@@ -61,14 +61,10 @@ class EmotionTask(Task):
         if not self.per_turn(record):
             text = record["turns"][0]["text"] if len(record["turns"]) == 1 else transcript(record)
             return [LabelItem(record["id"], None, truncate(text, self.max_chars), situation(record))]
-        items = []
-        for i, t in enumerate(record["turns"]):
-            context = situation(record)
-            before = previous_turns(record, i, self.context_turns)
-            if before:
-                context["previous_turns"] = truncate(before, self.max_chars)
-            items.append(LabelItem(record["id"], i, truncate(t["text"], self.max_chars), context))
-        return items
+        return [
+            turn_item(record, i, context_turns=self.context_turns, max_chars=self.max_chars)
+            for i in range(len(record["turns"]))
+        ]
 
     def messages(self, item: LabelItem) -> list[dict[str, str]]:
         return self.prompt.render(

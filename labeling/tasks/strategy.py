@@ -9,7 +9,7 @@ from curation.errors import WorkbenchError
 from curation.record import Label, Record, label
 from labeling.prompts import load_prompt
 from labeling.tasks.base import LabelItem, Task, register_task
-from labeling.tasks.dialogue import context_block, previous_turns, situation, truncate
+from labeling.tasks.dialogue import context_block, turn_item
 from labeling.tasks.parsing import confidence, extract_json_object, field, vocabulary_label
 
 
@@ -36,11 +36,7 @@ class StrategyTask(Task):
         for i, t in enumerate(record["turns"]):
             if t["speaker"] not in self.speakers:
                 continue
-            context = situation(record)
-            before = previous_turns(record, i, self.context_turns)
-            if before:
-                context["previous_turns"] = truncate(before, self.max_chars)
-            items.append(LabelItem(record["id"], i, truncate(t["text"], self.max_chars), context))
+            items.append(turn_item(record, i, context_turns=self.context_turns, max_chars=self.max_chars))
         return items
 
     def messages(self, item: LabelItem) -> list[dict[str, str]]:
