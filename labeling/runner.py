@@ -145,8 +145,12 @@ def label_llm(
     max_cost: float | None = None,
     concurrency: int = 8,
     progress: Callable[[Any], None] | None = None,
+    free: bool | None = None,
 ) -> LabelResult:
     """Label with an OpenAI-compatible endpoint; every completion is cached as it arrives.
+
+    ``free=None`` treats a localhost endpoint as costing nothing; ``free=False`` prices it
+    anyway (a local proxy in front of a paid API).
 
     A completion that does not parse is counted and kept (raw, with the reason) in the
     snapshot's ``label.failures`` table; requests the budget did not allow are counted as
@@ -179,7 +183,9 @@ def label_llm(
     prices = PriceTable.load()
 
     async def run() -> tuple[Any, dict[int, Any], Any, str, dict[str, Any]]:
-        async with LLMClient(model=model, base_url=base_url, concurrency=concurrency, dry_run=dry_run) as client:
+        async with LLMClient(
+            model=model, base_url=base_url, concurrency=concurrency, dry_run=dry_run, free=free
+        ) as client:
             with open_cache(store) as cache:
                 if dry_run:
                     return estimate_many(client, cache, requests, prices=prices), {}, None, client.provider, {}

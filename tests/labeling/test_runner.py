@@ -89,3 +89,19 @@ def test_local_labeler_labels_and_audit_measures_it(store, examples):
         if lab["task"] == "strategy" and lab["source"] == "gold"
     )
     assert report["metrics"]["accuracy"] > max(gold.values()) / sum(gold.values())
+
+
+def test_budget_stop_leaves_a_consistent_snapshot_and_a_rerun_finishes(esconv, openai_server, fake_key):
+    tasks = get_tasks(["strategy"])
+    kw = {"store": esconv, "tasks": tasks, "model": "gpt-4o-mini", "base_url": openai_server.base_url, "free": False}
+    first = label_llm("esconv-raw", max_cost=0.01, tag="partial", concurrency=4, **kw)
+    c = first.counters
+    assert c["unlabeled_budget"] > 0 and c["items_labeled"] > 0
+    assert c["items_labeled"] + c["unlabeled_budget"] + c.get("parse_failures", 0) == c["items"]
+    m = esconv.manifest("partial")
+    assert m["rows"] == esconv.manifest("esconv-raw")["rows"]  # every record there, some without llm labels
+    assert m["steps"][0]["budget_usd"] == 0.01 and 0 < m["steps"][0]["cost_usd"] <= 0.01 + 0.005
+    sent = openai_server.request_count
+    rest = label_llm("esconv-raw", max_cost=100.0, tag="full", **kw)
+    assert rest.counters["unlabeled_budget"] == 0
+    assert openai_server.request_count - sent == rest.counters["requests_sent"] == c["unlabeled_budget"]

@@ -23,6 +23,9 @@ def label(
     max_cost: float = typer.Option(None, "--max-cost", min=0.0, help="Stop sending new requests at this spend ($)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=256, help="Requests in flight at once."),
     train_from: list[str] = typer.Option(None, "--train-from", help="local: snapshots whose gold labels train it."),
+    paid: bool = typer.Option(
+        False, "--paid", help="Price a localhost endpoint anyway (a local proxy in front of a paid API)."
+    ),
 ) -> None:
     """Label a snapshot into a NEW snapshot (gold labels untouched)."""
     from labeling.tasks.base import get_tasks
@@ -51,6 +54,7 @@ def label(
                 max_cost=max_cost,
                 concurrency=concurrency,
                 progress=progress,
+                free=False if paid else None,
             )
     _print_label_result(result, dry_run=dry_run)
 
