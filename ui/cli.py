@@ -12,6 +12,7 @@ import sys
 import typer
 
 from ui import state
+from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
 from ui.commands import ingest as ingest_cmd
 from ui.commands import label as label_cmd
@@ -48,6 +49,7 @@ app.command("curate")(curate_cmd.curate)
 app.command("report")(curate_cmd.report)
 app.command("label")(label_cmd.label)
 app.command("audit")(label_cmd.audit)
+app.command("augment")(augment_cmd.augment)
 app.add_typer(label_cmd.cache_app, name="cache")
 app.command("run")(run_cmd.run)
 
