@@ -235,3 +235,63 @@ def test_traits_need_labels_first(ge_train, openai_server):
     spec = parse_targets({"traits": {"buckets": [[8, 10]], "min_per_bucket": 3}}, "traits")
     with pytest.raises(WorkbenchError, match="label it first"):
         augment("ge-train", store=ge_train, task="traits", targets=spec, model="m", base_url=openai_server.base_url)
+
+
+FILLERS = ("um", "like", "you know", "I mean", "uh", "basically", "sort of")
+
+
+class FillerResponder:
+    """A generator for the `filler_words:8-10` bucket: real GoEmotions comments stuffed with filler words."""
+
+    def __init__(self, examples: Path) -> None:
+        self.texts = [t for t, _ in _comments(examples / "goemotions" / "test.tsv") if len(t.split()) >= 8]
+
+    def __call__(self, messages, response_format) -> str:
+        user = messages[-1]["content"]
+        batch = re.search(r"\(batch (\d+)\.(\d+)\)", user)
+        k = int(batch.group(1)) * 10 + int(batch.group(2)) if batch else 0
+        out = []
+        for j in range(4):
+            words = self.texts[(k * 4 + j) % len(self.texts)].split()
+            stuffed = []
+            for i, w in enumerate(words):
+                stuffed.append(w + ",")
+                stuffed.append(FILLERS[(i + j) % len(FILLERS)] + ",")
+            out.append({"text": "Um, so, " + " ".join(stuffed), "score": 9})
+        return json.dumps({"examples": out})
+
+
+def test_traits_augmentation_fills_a_score_bucket_verified_by_the_local_heuristics(ge_train, openai_server, tmp_path):
+    from labeling.runner import label_local
+    from labeling.tasks.base import get_tasks
+
+    label_local("ge-train", store=ge_train, tasks=get_tasks(["traits"]), tag="traits-labeled")
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        '[traits]\nbuckets = [[1, 7], [8, 10]]\ntraits = ["filler_words"]\n[traits.classes]\n"filler_words:8-10" = 30\n'
+    )
+    openai_server.responder = FillerResponder(Path(__file__).resolve().parents[2] / "examples" / "data")
+    r0 = augment(
+        "traits-labeled",
+        store=ge_train,
+        task="traits",
+        targets=targets,
+        model="test-model",
+        base_url=openai_server.base_url,
+        verify="local",
+        tag="aug",
+        per_request=4,
+    )
+    before = r0.classes["filler_words:8-10"].before
+    assert r0.classes["filler_words:8-10"].kept > 0
+    assert r0.classes["filler_words:8-10"].after == before + r0.classes["filler_words:8-10"].kept
+    synthetic = [r for r in ge_train.iter_records("aug") if r["provenance"]["synthetic"]]
+    assert len(synthetic) == r0.classes["filler_words:8-10"].kept
+    for rec in synthetic:
+        assert rec["split"] == "train" and ":train:syn-" in rec["id"]
+        scores = [
+            float(lab["value"])
+            for lab in rec["labels"]
+            if lab["task"] == "trait.filler_words" and lab["source"] == "model"
+        ]
+        assert scores and all(8 <= s <= 10 for s in scores)  # verified into the target bucket
