@@ -12,6 +12,7 @@ import sys
 import typer
 
 from ui import state
+from ui.commands import agreement as agreement_cmd
 from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
 from ui.commands import ingest as ingest_cmd
@@ -51,6 +52,9 @@ app.command("label")(label_cmd.label)
 app.command("audit")(label_cmd.audit)
 app.command("augment")(augment_cmd.augment)
 app.add_typer(label_cmd.cache_app, name="cache")
+review_app = typer.Typer(help="Human review: agreement between annotators, LLM and gold.", no_args_is_help=True)
+review_app.command("agreement")(agreement_cmd.agreement)
+app.add_typer(review_app, name="review")
 app.command("run")(run_cmd.run)
 
 

@@ -288,3 +288,10 @@ def test_label_without_model_asks_for_one(ran):
     store, _ = ran
     proc = wb("label", "clean", "--task", "emotion", store=store, check=False)
     assert proc.returncode != 0 and "--model" in proc.stderr
+
+
+def test_review_agreement_on_the_labeled_examples(ran):
+    store, _ = ran
+    rep = json.loads(wb("review", "agreement", "labeled", "--task", "strategy", "--json", store=store).stdout)
+    llm_gold = rep["tasks"]["strategy"]["llm_gold"]
+    assert llm_gold["units"] > 0 and 0 < llm_gold["alpha"] <= 1

@@ -1,0 +1,335 @@
+"""How much do coders agree: human with human, human with LLM, LLM with gold.
+
+:func:`agreement` reads the labels of a task from records and, per task, compares
+coders on the same *units* -- a unit is ``(record id, turn)``, ``turn`` being
+``None`` for record-level labels. A coder is ``source:agent`` (``human:alice``,
+``llm:gpt-4o-mini@emotion-v3``, ``gold:goemotions``). Three comparisons:
+
+``human_human``
+    every human coder; Krippendorff's alpha over all of them (units rated by any
+    two or more), Cohen's kappa per pair.
+``human_llm``
+    each human against each machine coder (source ``llm`` or ``model``): alpha and
+    kappa per pair; the comparison's ``alpha`` is the mean of the pair alphas.
+``llm_gold``
+    each machine coder against gold, the same way.
+
+Levels: nominal alpha for single-label tasks, interval alpha for scores
+(``empathy``, ``trait.*``; kappa there is on the values rounded onto the scale,
+plain and quadratic-weighted, as in :mod:`labeling.audit`). Multi-label emotion:
+every ``(unit, label)`` for each label of the vocabulary is a binary nominal unit
+("chosen" / "not chosen"), so a coder who rated a unit says "not chosen" for
+every label it left out; kappa is on the same binary units.
+
+Alpha is computed from the coincidence matrix (Krippendorff 2011, "Computing
+Krippendorff's Alpha-Reliability", section C); units with fewer than two values
+are not pairable and drop out, which is how missing values are handled. Each
+comparison lists the units that disagree most (mean disagreement over pairs of
+coders, worst first) with every coder's value, for the dashboard.
+
+Where one coder gave several values to one unit of a single-label task, its
+best-scored value counts and the report counts the conflict; several score
+labels are averaged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from curation import vocabularies
+from curation.errors import WorkbenchError
+from curation.record import Record
+from labeling.audit import SCORE_SCALES, cohen_kappa, confusion_matrix, task_kind
+
+Level = Literal["nominal", "interval"]
+Unit = tuple[str, int | None]
+
+LEVELS = ("nominal", "interval")
+MACHINE_SOURCES = ("llm", "model")
+COMPARISONS = ("human_human", "human_llm", "llm_gold")
+
+_CHOSEN, _NOT_CHOSEN = "1", "0"
+
+
+# ------------------------------------------------------------------ alpha
+
+
+def _present(values: Iterable[Any]) -> list[Any]:
+    """The values actually given: ``None`` and NaN mean "this coder did not rate the unit"."""
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
+def coincidence_matrix(units: Iterable[Sequence[Any]]) -> tuple[np.ndarray, list[Any]]:
+    """Krippendorff's coincidence matrix of ``units`` (each the values its coders gave) and its value order.
+
+    Each pairable unit (two or more values) contributes every ordered pair of its
+    values with weight ``1 / (m_u - 1)``; the margins are the values' counts.
+    """
+    pairable = [vs for vs in (_present(u) for u in units) if len(vs) >= 2]
+    values = sorted({v for vs in pairable for v in vs})
+    index = {v: i for i, v in enumerate(values)}
+    counts = np.zeros((len(pairable), len(values)), dtype=np.float64)
+    for row, vs in enumerate(pairable):
+        for v in vs:
+            counts[row, index[v]] += 1
+    if not pairable:
+        return np.zeros((0, 0)), values
+    weight = 1.0 / (counts.sum(axis=1) - 1.0)
+    o = np.einsum("uc,uk,u->ck", counts, counts, weight) - np.diag((counts * weight[:, None]).sum(axis=0))
+    return o, values
+
+
+def _delta(values: Sequence[Any], level: Level) -> np.ndarray:
+    """Squared difference function between every pair of values."""
+    if level == "nominal":
+        return 1.0 - np.eye(len(values))
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise WorkbenchError(f"interval alpha: values must be numbers, got {values[:3]!r}") from None
+    return (x[:, None] - x[None, :]) ** 2
+
+
+def krippendorff_alpha(units: Iterable[Sequence[Any]], *, level: Level = "nominal") -> float:
+    """Krippendorff's alpha of ``units`` (each the values its coders gave; ``None`` = missing).
+
+    ``1 - (n - 1) * sum(o_ck * d_ck) / sum(n_c * n_k * d_ck)``; NaN when undefined
+    (fewer than two pairable values, or every value the same).
+    """
+    if level not in LEVELS:
+        raise WorkbenchError(f"alpha level: expected one of {LEVELS}, got {level!r}")
+    o, values = coincidence_matrix(units)
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    if n < 2:
+        return float("nan")
+    delta = _delta(values, level)
+    expected = (np.outer(n_c, n_c) * delta).sum()
+    if expected == 0:
+        return float("nan")
+    return float(1.0 - (n - 1.0) * (o * delta).sum() / expected)
+
+
+def unit_disagreement(values: Sequence[Any], *, level: Level | Literal["multi_label"]) -> float:
+    """Mean disagreement over the pairs of values of one unit (labels that differ, for label sets)."""
+    vs = _present(values)
+    if len(vs) < 2:
+        return 0.0
+    pairs = list(itertools.combinations(vs, 2))
+    if level == "multi_label":
+        return float(np.mean([len(set(a) ^ set(b)) for a, b in pairs]))
+    if level == "interval":
+        return float(np.mean([(float(a) - float(b)) ** 2 for a, b in pairs]))
+    return float(np.mean([a != b for a, b in pairs]))
+
+
+# ------------------------------------------------------------------ report
+
+
+def agreement(records: Iterable[Record], *, task: str | Sequence[str] | None = None, top: int = 20) -> dict[str, Any]:
+    """Human-human, human-LLM and LLM-gold agreement per task, from the records' labels.
+
+    ``task`` is one task or several (``emotion``, ``strategy``, ``empathy``,
+    ``trait.formality``, ...); by default every task the records carry labels
+    for. ``top`` is how many of the most disagreeing units each comparison lists.
+    """
+    if top < 0:
+        raise WorkbenchError(f"agreement top: expected 0 or more, got {top}")
+    wanted = [task] if isinstance(task, str) else (list(task) if task is not None else None)
+    kinds = {t: task_kind(t) for t in wanted} if wanted is not None else {}
+    raw: dict[str, dict[Unit, dict[str, list[tuple[str, float | None]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    n_records = 0
+    for record in records:
+        n_records += 1
+        for lab in record["labels"]:
+            name = lab["task"]
+            if wanted is not None and name not in kinds:
+                continue
+            if wanted is None and name not in kinds:
+                try:
+                    kinds[name] = task_kind(name)
+                except WorkbenchError:
+                    continue  # a label task with no agreement level (no vocabulary, no scale)
+            coder = f"{lab['source']}:{lab['agent']}"
+            raw[name][(record["id"], lab.get("turn"))][coder].append((lab["value"], lab.get("score")))
+    tasks = {name: _task_report(name, kinds[name], raw.get(name, {}), top=top) for name in (wanted or sorted(raw))}
+    return {"records": n_records, "tasks": tasks}
+
+
+def _task_report(
+    task: str, kind: str, raw: dict[Unit, dict[str, list[tuple[str, float | None]]]], *, top: int
+) -> dict[str, Any]:
+    ratings, conflicts = _resolve(raw, kind)
+    coders = sorted({c for by_coder in ratings.values() for c in by_coder})
+    humans = [c for c in coders if c.startswith("human:")]
+    machines = [c for c in coders if c.split(":", 1)[0] in MACHINE_SOURCES]
+    gold = [c for c in coders if c.startswith("gold:")]
+    ctx = _Context(task, kind, ratings)
+    return {
+        "task": task,
+        "kind": kind,
+        "level": "interval" if kind == "score" else "nominal",
+        "units": len(ratings),
+        "coders": {"human": humans, "llm": machines, "gold": gold},
+        "conflicts": conflicts,
+        "human_human": ctx.within(humans, top=top),
+        "human_llm": ctx.across(humans, machines, top=top),
+        "llm_gold": ctx.across(machines, gold, top=top),
+    }
+
+
+def _resolve(raw: dict[Unit, dict[str, list[tuple[str, float | None]]]], kind: str) -> tuple[dict[Unit, dict], int]:
+    """One value per (unit, coder): a label set, a mean score, or the best-scored label."""
+    ratings: dict[Unit, dict[str, Any]] = {}
+    conflicts = 0
+    for unit, by_coder in raw.items():
+        resolved: dict[str, Any] = {}
+        for coder, given in by_coder.items():
+            if kind == "multi_label":
+                resolved[coder] = frozenset(v for v, _ in given)
+            elif kind == "score":
+                resolved[coder] = float(np.mean([_number(v, s) for v, s in given]))
+            else:
+                ranked = sorted(given, key=lambda vs: -(vs[1] if vs[1] is not None else 0.0))
+                conflicts += len({v for v, _ in given}) > 1
+                resolved[coder] = ranked[0][0]
+        ratings[unit] = resolved
+    return ratings, conflicts
+
+
+def _number(value: str, score: float | None) -> float:
+    if score is not None:
+        return float(score)
+    try:
+        return float(value)
+    except ValueError:
+        raise WorkbenchError(f"agreement: score label value {value!r} is not a number") from None
+
+
+def _round_onto(scores: Sequence[float], low: int, high: int) -> list[str]:
+    """Scores rounded half up onto the integer scale (as the audit does), as category names."""
+    return [str(int(v)) for v in np.clip(np.floor(np.asarray(scores, dtype=np.float64) + 0.5), low, high)]
+
+
+class _Context:
+    """The ratings of one task, and the arithmetic that turns coders' values into alpha, kappa and worst units."""
+
+    def __init__(self, task: str, kind: str, ratings: dict[Unit, dict[str, Any]]) -> None:
+        self.task, self.kind, self.ratings = task, kind, ratings
+        self.level: Level = "interval" if kind == "score" else "nominal"
+        self.labels = vocabularies.load(task).labels if kind != "score" else ()
+
+    def _alpha_units(self, coders: Sequence[str]) -> list[list[Any]]:
+        units = []
+        for by_coder in self.ratings.values():
+            given = [by_coder[c] for c in coders if c in by_coder]
+            if len(given) < 2:
+                continue
+            if self.kind == "multi_label":
+                units.extend([_CHOSEN if lab in s else _NOT_CHOSEN for s in given] for lab in self.labels)
+            else:
+                units.append(given)
+        return units
+
+    def alpha(self, coders: Sequence[str]) -> float:
+        return krippendorff_alpha(self._alpha_units(coders), level=self.level)
+
+    def pair(self, a: str, b: str) -> dict[str, Any]:
+        both = [(r[a], r[b]) for r in self.ratings.values() if a in r and b in r]
+        out: dict[str, Any] = {"a": a, "b": b, "n": len(both), "alpha": self.alpha([a, b])}
+        if self.kind == "multi_label":
+            binary = ["0", "1"]
+            va = [_CHOSEN if lab in sa else _NOT_CHOSEN for sa, _ in both for lab in self.labels]
+            vb = [_CHOSEN if lab in sb else _NOT_CHOSEN for _, sb in both for lab in self.labels]
+            out["kappa"] = cohen_kappa(confusion_matrix(va, vb, binary))
+        elif self.kind == "score":
+            low, high = SCORE_SCALES["trait" if self.task.startswith("trait.") else self.task]
+            levels = [str(v) for v in range(low, high + 1)]
+            ra = _round_onto([x for x, _ in both], low, high)
+            rb = _round_onto([y for _, y in both], low, high)
+            m = confusion_matrix(ra, rb, levels)
+            out["kappa"] = cohen_kappa(m)
+            out["kappa_quadratic"] = cohen_kappa(m, weights="quadratic")
+        else:
+            out["kappa"] = cohen_kappa(confusion_matrix([x for x, _ in both], [y for _, y in both], self.labels))
+        return out
+
+    def within(self, coders: Sequence[str], *, top: int) -> dict[str, Any] | None:
+        if len(coders) < 2:
+            return None
+        pairs = [self.pair(a, b) for a, b in itertools.combinations(coders, 2)]
+        units = self._units(coders, lambda present: len(present) >= 2)
+        return {
+            "coders": list(coders),
+            "units": len(units),
+            "alpha": self.alpha(coders),
+            "alpha_over": "all coders",
+            "pairs": pairs,
+            "disagreements": self._worst(units, coders, top=top),
+        }
+
+    def across(self, left: Sequence[str], right: Sequence[str], *, top: int) -> dict[str, Any] | None:
+        if not left or not right:
+            return None
+        pairs = [self.pair(a, b) for a, b in itertools.product(left, right)]
+        alphas = [p["alpha"] for p in pairs if not math.isnan(p["alpha"])]
+        coders = [*left, *right]
+        units = self._units(coders, lambda present: bool(present & set(left)) and bool(present & set(right)))
+        return {
+            "coders": coders,
+            "units": len(units),
+            "alpha": float(np.mean(alphas)) if alphas else float("nan"),
+            "alpha_over": "mean of pairs",
+            "pairs": pairs,
+            "disagreements": self._worst(units, coders, top=top, across=(left, right)),
+        }
+
+    def _units(self, coders: Sequence[str], keep: Any) -> list[Unit]:
+        wanted = set(coders)
+        return [u for u, by_coder in self.ratings.items() if keep(wanted & set(by_coder))]
+
+    def _worst(
+        self,
+        units: list[Unit],
+        coders: Sequence[str],
+        *,
+        top: int,
+        across: tuple[Sequence[str], Sequence[str]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Units by disagreement, worst first; ``across`` = (left, right) counts only left-right pairs of coders."""
+        level = "multi_label" if self.kind == "multi_label" else self.level
+        rows = []
+        for unit in units:
+            given = {c: self.ratings[unit][c] for c in coders if c in self.ratings[unit]}
+            if across is None:
+                score = unit_disagreement(list(given.values()), level=level)
+            else:
+                left, right = across
+                cross = [
+                    unit_disagreement([given[a], given[b]], level=level)
+                    for a in left
+                    for b in right
+                    if a in given and b in given
+                ]
+                score = float(np.mean(cross)) if cross else 0.0
+            if score > 0:
+                rows.append((score, len(set(given.values())), unit, given))
+        rows.sort(key=lambda r: (-r[0], -r[1], r[2][0], -1 if r[2][1] is None else r[2][1]))
+        return [
+            {
+                "record_id": rid,
+                "turn": turn,
+                "disagreement": score,
+                "distinct": distinct,
+                "values": {c: sorted(v) if isinstance(v, frozenset) else v for c, v in given.items()},
+            }
+            for score, distinct, (rid, turn), given in rows[:top]
+        ]

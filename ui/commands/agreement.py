@@ -1,0 +1,82 @@
+"""``workbench review agreement``: human-human, human-LLM and LLM-gold agreement of a snapshot's labels."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import typer
+
+from ui import state
+
+_TITLES = {"human_human": "human-human", "human_llm": "human-LLM", "llm_gold": "LLM-gold"}
+
+
+def agreement(
+    ref: str = typer.Argument(..., help="A snapshot with human labels (id or ref), e.g. reviewed."),
+    task: list[str] = typer.Option(
+        None, "--task", help="emotion | strategy | empathy | trait.<name> ... (repeatable; default: every task)."
+    ),
+    top: int = typer.Option(10, "--top", min=0, help="Units that disagree most to list per comparison."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Krippendorff's alpha and Cohen's kappa per pair of coders, per task, with the units that disagree most."""
+    from labeling.agreement import agreement as compute
+
+    report = compute(state.store().iter_records(ref), task=task or None, top=top)
+    if as_json:
+        print(json.dumps(report, indent=1, default=str))
+        return
+    _print_report(report)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.3f}"
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    con = state.console()
+    if not report["tasks"]:
+        con.print(f"no labels to compare in {report['records']:,} records")
+    for name, rep in report["tasks"].items():
+        con.print(
+            f"[bold]{name}[/bold] ({rep['kind']}, {rep['level']} alpha): {rep['units']:,} units; "
+            f"{len(rep['coders']['human'])} human, {len(rep['coders']['llm'])} LLM, {len(rep['coders']['gold'])} gold"
+            + (f"; {rep['conflicts']:,} units where one coder gave several labels" if rep["conflicts"] else "")
+        )
+        summary = Table(title=f"{name}: agreement", title_justify="left")
+        for col in ("comparison", "units", "alpha", "over"):
+            summary.add_column(col, justify="left" if col in ("comparison", "over") else "right")
+        pairs = Table(title=f"{name}: pairs of coders", title_justify="left")
+        for col in ("comparison", "coder a", "coder b", "n", "alpha", "kappa"):
+            pairs.add_column(col, justify="right" if col in ("n", "alpha", "kappa") else "left")
+        for key, title in _TITLES.items():
+            comp = rep[key]
+            if comp is None:
+                summary.add_row(title, "-", "-", "not enough coders")
+                continue
+            summary.add_row(title, f"{comp['units']:,}", _fmt(comp["alpha"]), comp["alpha_over"])
+            for p in comp["pairs"]:
+                kappa = _fmt(p["kappa"])
+                if "kappa_quadratic" in p:
+                    kappa += f" (quadratic {_fmt(p['kappa_quadratic'])})"
+                pairs.add_row(title, p["a"], p["b"], f"{p['n']:,}", _fmt(p["alpha"]), kappa)
+        con.print(summary)
+        con.print(pairs)
+        for key, title in _TITLES.items():
+            comp = rep[key]
+            if not comp or not comp["disagreements"]:
+                continue
+            worst = Table(title=f"{name}: {title}, units that disagree most", title_justify="left")
+            for col in ("record", "turn", "disagreement", "values"):
+                worst.add_column(col, justify="right" if col == "disagreement" else "left")
+            for row in comp["disagreements"]:
+                values = "; ".join(
+                    f"{coder}={','.join(v) if isinstance(v, list) else v}" for coder, v in row["values"].items()
+                )
+                turn = "-" if row["turn"] is None else str(row["turn"])
+                worst.add_row(row["record_id"], turn, f"{row['disagreement']:.2f}", values)
+            con.print(worst)
