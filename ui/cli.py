@@ -19,6 +19,7 @@ from ui.commands import ingest as ingest_cmd
 from ui.commands import label as label_cmd
 from ui.commands import run as run_cmd
 from ui.commands import snapshots as snapshots_cmd
+from ui.commands import validate as validate_cmd
 
 app = typer.Typer(
     name="workbench",
@@ -55,6 +56,7 @@ app.add_typer(label_cmd.cache_app, name="cache")
 review_app = typer.Typer(help="Human review: agreement between annotators, LLM and gold.", no_args_is_help=True)
 review_app.command("agreement")(agreement_cmd.agreement)
 app.add_typer(review_app, name="review")
+app.command("validate")(validate_cmd.validate)
 app.command("run")(run_cmd.run)
 
 

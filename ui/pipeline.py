@@ -16,9 +16,10 @@ from curation.errors import WorkbenchError
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
-_SECTIONS = {"ingest", "curate", "label"}
+_SECTIONS = {"ingest", "curate", "label", "validate"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
 _CURATE_KEYS = {"inputs", "config", "tag", "engine", "workers"}
+_VALIDATE_KEYS = {"input", "config", "report", "tag"}
 _LABEL_KEYS = {"input", "tasks", "labeler", "model", "base_url", "tag", "max_cost"}
 
 
@@ -51,11 +52,20 @@ class LabelStage:
 
 
 @dataclass(frozen=True)
+class ValidateStage:
+    input: str
+    config: Path | None = None
+    report: Path | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     path: Path
     ingest: tuple[IngestStage, ...] = field(default_factory=tuple)
     curate: CurateStage | None = None
     label: LabelStage | None = None
+    validate: ValidateStage | None = None
 
 
 def load_config(path: Path | None = None) -> PipelineConfig:
@@ -79,7 +89,26 @@ def load_config(path: Path | None = None) -> PipelineConfig:
         stages.append(_ingest_stage(raw, where, base=path.parent))
     curate = _curate_stage(data["curate"], f"{path}: [curate]", base=path.parent) if "curate" in data else None
     label = _label_stage(data["label"], f"{path}: [label]") if "label" in data else None
-    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate, label=label)
+    validate = (
+        _validate_stage(data["validate"], f"{path}: [validate]", base=path.parent) if "validate" in data else None
+    )
+    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate, label=label, validate=validate)
+
+
+def _validate_stage(raw: Any, where: str, *, base: Path) -> ValidateStage:
+    if not isinstance(raw, dict):
+        raise WorkbenchError(f"{where}: expected a table")
+    bad = sorted(set(raw) - _VALIDATE_KEYS)
+    if bad:
+        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_VALIDATE_KEYS))})")
+    if "input" not in raw:
+        raise WorkbenchError(f"{where}: missing key 'input'")
+    return ValidateStage(
+        input=str(raw["input"]),
+        config=base / raw["config"] if raw.get("config") else None,
+        report=Path(raw["report"]) if raw.get("report") else None,
+        tag=raw.get("tag"),
+    )
 
 
 def _label_stage(raw: Any, where: str) -> LabelStage:

@@ -295,3 +295,11 @@ def test_review_agreement_on_the_labeled_examples(ran):
     rep = json.loads(wb("review", "agreement", "labeled", "--task", "strategy", "--json", store=store).stdout)
     llm_gold = rep["tasks"]["strategy"]["llm_gold"]
     assert llm_gold["units"] > 0 and 0 < llm_gold["alpha"] <= 1
+
+
+def test_run_validates_the_labeled_examples(ran):
+    store, proc = ran
+    assert "validated snapshot" in proc.stdout
+    manifest = json.loads(wb("snapshots", "show", "validated", "--json", store=store).stdout)
+    assert manifest["status"] == "validated" and manifest["validation"]
+    assert manifest["parents"] == [json.loads(wb("snapshots", "show", "labeled", "--json", store=store).stdout)["id"]]

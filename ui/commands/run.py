@@ -69,5 +69,20 @@ def run(
                 max_cost=stage.max_cost,
             )
         _print_label_result(labeled, dry_run=False)
+    if cfg.validate:
+        from curation.validate import ValidationFailed, load_config, validate
+        from ui.commands.validate import print_validation
+
+        stage = cfg.validate
+        checked = validate(
+            stage.input,
+            store=store,
+            config=load_config(stage.config) if stage.config else None,
+            report_path=stage.report,
+            tag=stage.tag,
+        )
+        print_validation(checked)
+        if not checked.success:
+            raise ValidationFailed(f"{len(checked.failed)} expectations failed on {stage.input}; nothing validated")
     if not cfg.curate and not cfg.label:
         state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")
