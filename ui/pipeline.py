@@ -96,13 +96,7 @@ def load_config(path: Path | None = None) -> PipelineConfig:
 
 
 def _validate_stage(raw: Any, where: str, *, base: Path) -> ValidateStage:
-    if not isinstance(raw, dict):
-        raise WorkbenchError(f"{where}: expected a table")
-    bad = sorted(set(raw) - _VALIDATE_KEYS)
-    if bad:
-        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_VALIDATE_KEYS))})")
-    if "input" not in raw:
-        raise WorkbenchError(f"{where}: missing key 'input'")
+    _check_table(raw, where, allowed=_VALIDATE_KEYS, required=("input",))
     return ValidateStage(
         input=str(raw["input"]),
         config=base / raw["config"] if raw.get("config") else None,
@@ -112,14 +106,7 @@ def _validate_stage(raw: Any, where: str, *, base: Path) -> ValidateStage:
 
 
 def _label_stage(raw: Any, where: str) -> LabelStage:
-    if not isinstance(raw, dict):
-        raise WorkbenchError(f"{where}: expected a table")
-    bad = sorted(set(raw) - _LABEL_KEYS)
-    if bad:
-        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_LABEL_KEYS))})")
-    for key in ("input", "tasks"):
-        if key not in raw:
-            raise WorkbenchError(f"{where}: missing key {key!r}")
+    _check_table(raw, where, allowed=_LABEL_KEYS, required=("input", "tasks"))
     tasks = raw["tasks"]
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise WorkbenchError(f"{where}: 'tasks' must be a non-empty list of task names")
@@ -140,14 +127,7 @@ def _label_stage(raw: Any, where: str) -> LabelStage:
 
 
 def _curate_stage(raw: Any, where: str, *, base: Path) -> CurateStage:
-    if not isinstance(raw, dict):
-        raise WorkbenchError(f"{where}: expected a table")
-    bad = sorted(set(raw) - _CURATE_KEYS)
-    if bad:
-        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_CURATE_KEYS))})")
-    for key in ("inputs", "config"):
-        if key not in raw:
-            raise WorkbenchError(f"{where}: missing key {key!r}")
+    _check_table(raw, where, allowed=_CURATE_KEYS, required=("inputs", "config"))
     inputs = raw["inputs"]
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
         raise WorkbenchError(f"{where}: 'inputs' must be a non-empty list of snapshot refs")
@@ -163,12 +143,7 @@ def _curate_stage(raw: Any, where: str, *, base: Path) -> CurateStage:
 
 
 def _ingest_stage(raw: dict[str, Any], where: str, *, base: Path) -> IngestStage:
-    bad = sorted(set(raw) - _INGEST_KEYS)
-    if bad:
-        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(_INGEST_KEYS))})")
-    for key in ("source", "paths"):
-        if key not in raw:
-            raise WorkbenchError(f"{where}: missing key {key!r}")
+    _check_table(raw, where, allowed=_INGEST_KEYS, required=("source", "paths"))
     paths = raw["paths"]
     if isinstance(paths, str):
         paths = [paths]
@@ -180,3 +155,16 @@ def _ingest_stage(raw: dict[str, Any], where: str, *, base: Path) -> IngestStage
         tag=raw.get("tag"),
         on_error=raw.get("on_error", "raise"),
     )
+
+
+def _check_table(raw: Any, where: str, *, allowed: set[str], required: tuple[str, ...]) -> dict[str, Any]:
+    """A config table with only ``allowed`` keys and every ``required`` one; errors name the key."""
+    if not isinstance(raw, dict):
+        raise WorkbenchError(f"{where}: expected a table")
+    bad = sorted(set(raw) - allowed)
+    if bad:
+        raise WorkbenchError(f"{where}: unknown key {bad[0]!r} (expected: {', '.join(sorted(allowed))})")
+    for key in required:
+        if key not in raw:
+            raise WorkbenchError(f"{where}: missing key {key!r}")
+    return raw
