@@ -17,6 +17,7 @@ from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
 from ui.commands import ingest as ingest_cmd
 from ui.commands import label as label_cmd
+from ui.commands import review_server as review_server_cmd
 from ui.commands import run as run_cmd
 from ui.commands import snapshots as snapshots_cmd
 from ui.commands import validate as validate_cmd
@@ -53,7 +54,13 @@ app.command("label")(label_cmd.label)
 app.command("audit")(label_cmd.audit)
 app.command("augment")(augment_cmd.augment)
 app.add_typer(label_cmd.cache_app, name="cache")
-review_app = typer.Typer(help="Human review: agreement between annotators, LLM and gold.", no_args_is_help=True)
+review_app = typer.Typer(
+    help="Human review in Argilla: serve, push, pull; agreement between annotators, LLM and gold.",
+    no_args_is_help=True,
+)
+review_app.command("serve")(review_server_cmd.serve)
+review_app.command("stop")(review_server_cmd.stop)
+review_app.command("status")(review_server_cmd.status)
 review_app.command("agreement")(agreement_cmd.agreement)
 app.add_typer(review_app, name="review")
 app.command("validate")(validate_cmd.validate)
