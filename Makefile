@@ -14,10 +14,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The test install adds the optional extras (semantic dedup's embedding model, Ray Data)
-# so that their tests run; `make run` needs none of them.
+# The test install adds the optional extras (semantic dedup's embedding model, Ray Data,
+# the Argilla SDK) so that their tests run; `make run` needs none of them. The review tests
+# also need Redis and Chromium (Debian: apt-get install redis-server chromium) and
+# argilla-server's own virtualenv, which `workbench review serve --install-only` creates.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review]"
+	$(BIN)/workbench review serve --install-only
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -659,3 +659,23 @@ tr.fail {{ background: #fff0f0; }}
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
+
+
+class UnvalidatedSnapshotError(WorkbenchError):
+    """A step that needs a validated snapshot (export, fine-tuning, evaluation) was given a draft."""
+
+
+def require_validated(store: SnapshotStore, ref: str, *, allow_unvalidated: bool = False, verb: str = "use") -> dict:
+    """The manifest of ``ref`` when it is validated; otherwise refuse, unless ``allow_unvalidated``.
+
+    The gate of every step downstream of validation: ``export``, ``finetune`` and ``evaluate``
+    call it with their ``--allow-unvalidated`` flag, so training data has passed the suites
+    unless the user says otherwise, out loud.
+    """
+    manifest = store.manifest(ref)
+    if manifest.get("status") != "validated" and not allow_unvalidated:
+        raise UnvalidatedSnapshotError(
+            f"refusing to {verb} snapshot {manifest['id']} ({ref}): its status is {manifest.get('status')!r}, "
+            f"not 'validated'; run `workbench validate {ref}` first, or pass --allow-unvalidated"
+        )
+    return manifest

@@ -98,6 +98,16 @@ def test_clean_snapshot_validates_into_a_new_validated_snapshot(store, tmp_path)
     assert "expect_column_values_to_be_unique" in page and "validated" in page
 
 
+def test_downstream_gate_refuses_a_draft_unless_allowed(store):
+    from curation.validate import UnvalidatedSnapshotError, require_validated
+
+    with pytest.raises(UnvalidatedSnapshotError, match=r"status is 'draft'.*--allow-unvalidated"):
+        require_validated(store, "clean", verb="export")
+    assert require_validated(store, "clean", allow_unvalidated=True)["status"] == "draft"
+    assert validate("clean", store=store, tag="ok").success
+    assert require_validated(store, "ok")["status"] == "validated"
+
+
 def test_raw_kind_skips_leak_and_empty_text(store):
     result = validate("dd-raw", store=store, config=SuiteConfig(kind="raw"))
     checks = {o.check for o in result.outcomes}
