@@ -19,7 +19,7 @@ $(BIN)/python:
 # also need Redis and Chromium (Debian: apt-get install redis-server chromium) and
 # argilla-server's own virtualenv, which `workbench review serve --install-only` creates.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review,dashboard]"
 	$(BIN)/workbench review serve --install-only
 	touch $(STAMP)
 
