@@ -27,6 +27,9 @@ are not pairable and drop out, which is how missing values are handled. Each
 comparison lists the units that disagree most (mean disagreement over pairs of
 coders, worst first) with every coder's value, for the dashboard.
 
+Only answers count: a label whose ``attrs`` carry a ``status`` other than
+``submitted`` (a draft or a discarded record pulled from Argilla) is skipped.
+
 Where one coder gave several values to one unit of a single-label task, its
 best-scored value counts and the report counts the conflict; several score
 labels are averaged.
@@ -158,6 +161,8 @@ def agreement(records: Iterable[Record], *, task: str | Sequence[str] | None = N
                     kinds[name] = task_kind(name)
                 except WorkbenchError:
                     continue  # a label task with no agreement level (no vocabulary, no scale)
+            if (lab.get("attrs") or {}).get("status", "submitted") != "submitted":
+                continue  # a review draft or discard (see labeling.review.sync) is not an answer
             coder = f"{lab['source']}:{lab['agent']}"
             raw[name][(record["id"], lab.get("turn"))][coder].append((lab["value"], lab.get("score")))
     tasks = {name: _task_report(name, kinds[name], raw.get(name, {}), top=top) for name in (wanted or sorted(raw))}

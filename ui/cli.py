@@ -17,6 +17,7 @@ from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
 from ui.commands import ingest as ingest_cmd
 from ui.commands import label as label_cmd
+from ui.commands import review as review_cmd
 from ui.commands import review_server as review_server_cmd
 from ui.commands import run as run_cmd
 from ui.commands import snapshots as snapshots_cmd
@@ -61,6 +62,8 @@ review_app = typer.Typer(
 review_app.command("serve")(review_server_cmd.serve)
 review_app.command("stop")(review_server_cmd.stop)
 review_app.command("status")(review_server_cmd.status)
+review_app.command("push")(review_cmd.push)
+review_app.command("pull")(review_cmd.pull)
 review_app.command("agreement")(agreement_cmd.agreement)
 app.add_typer(review_app, name="review")
 app.command("validate")(validate_cmd.validate)

@@ -225,6 +225,30 @@ def test_multi_label_kappa_and_alpha_by_hand(goemotions):
     assert hh["disagreements"][0]["values"] == {"human:x": ["joy"], "human:y": ["anger"]}
 
 
+def test_only_submitted_human_answers_count(goemotions):
+    """Drafts and discarded records pulled from Argilla carry attrs status; they are not answers."""
+    a, b = copy.deepcopy(goemotions[:2])
+    for rec in (a, b):
+        rec["labels"] = [
+            label("strategy", "Question", source="human", agent="x", attrs={"status": "submitted"}),
+            label("strategy", "Question", source="human", agent="y"),  # no status: a submitted answer
+        ]
+    b["labels"][1] = label("strategy", "Others", source="human", agent="y")
+    counted = agreement([a, b], task="strategy")["tasks"]["strategy"]["human_human"]
+    # 2 units, x: Q Q, y: Q O -> n = 4 values (Q 3, O 1); alpha = 1 - 3 * 2 / (16 - 10) = 0.
+    assert counted["alpha"] == pytest.approx(0.0) and counted["coders"] == ["human:x", "human:y"]
+    for rec in (a, b):
+        rec["labels"] += [
+            label("strategy", "Others", source="human", agent="x", attrs={"status": "draft"}),
+            label("strategy", "Information", source="human", agent="z", attrs={"status": "discarded"}),
+            label("strategy", "Information", source="human", agent="w", attrs={"status": "draft"}),
+        ]
+    report = agreement([a, b], task="strategy")["tasks"]["strategy"]
+    assert report["coders"]["human"] == ["human:x", "human:y"] and report["conflicts"] == 0
+    assert report["human_human"]["alpha"] == pytest.approx(counted["alpha"])
+    assert report["human_human"]["pairs"] == counted["pairs"]
+
+
 def test_unknown_task_and_empty_input():
     with pytest.raises(WorkbenchError, match="unknown task"):
         agreement([], task="nope")

@@ -489,6 +489,17 @@ class WorkbenchSearchEngine(BaseElasticAndOpenSearchEngine):
             scored.sort(key=lambda h: -h[1])
             return _response(scored[:k], min(len(scored), k))
 
+    @staticmethod
+    def _map_record_response_to_es(response: Response) -> dict[str, Any]:
+        # argilla-server 2.8.0's own mapping calls .items() on the values, which a discard without
+        # answers leaves null: the response is saved, then indexing it fails with a 500.
+        return {
+            "id": response.id,
+            "status": response.status,
+            "user_id": response.user_id,
+            **{question: (value or {}).get("value") for question, value in (response.values or {}).items()},
+        }
+
     # -- the updates the base class writes as painless scripts
 
     async def update_record_response(self, response: Response) -> None:
