@@ -70,11 +70,26 @@ app.command("validate")(validate_cmd.validate)
 app.command("run")(run_cmd.run)
 
 
+def _is_click_exception(exc: BaseException) -> bool:
+    """Usage errors: click's, or those of the click copy that recent typer versions vendor."""
+    import click
+
+    classes: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        classes.append(VendoredClickException)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(classes))
+
+
 def main() -> None:
     from curation.errors import WorkbenchError
 
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a typer.Exit.
+        code = app(standalone_mode=False)
     except WorkbenchError as exc:
         if state.DEBUG:
             raise
@@ -90,12 +105,12 @@ def main() -> None:
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if _is_click_exception(exc):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,19 @@ def test_unknown_source_and_ref(tmp_path):
     assert proc.returncode == 1 and "no snapshot or ref named 'nope'" in proc.stderr
 
 
+def test_usage_error_is_a_usage_line_not_a_traceback(tmp_path):
+    proc = wb("snapshots", "list", "--stor", "x", store=tmp_path / "s", check=False)
+    assert proc.returncode == 2
+    assert "No such option: --stor" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_exit_codes_of_commands_reach_the_shell(tmp_path, monkeypatch):
+    """A command that ends with typer.Exit(1) (review status with no server) exits 1."""
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    proc = wb("review", "status", store=tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "no local Argilla server" in proc.stdout
+
+
 def test_bad_pipeline_config_names_the_key(tmp_path):
     cfg = tmp_path / "p.toml"
     cfg.write_text('[[ingest]]\nsource = "goemotions"\npaths = ["x"]\ntags = "ge"\n')
