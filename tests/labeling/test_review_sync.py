@@ -588,3 +588,27 @@ def test_a_wrong_key_a_missing_dataset_or_an_annotators_key_is_one_clear_error(a
     with pytest.raises(ReviewError, match=r"reading records 1-500 .* HTTP 403.*owner or admin API key"):
         pull(name, store=labeled, credentials=Credentials(argilla_server.api_url, key), retry=FAST)
     httpx.get(f"{argilla_server.api_url}/api/v1/status").raise_for_status()
+
+
+def test_restart_between_push_and_pull_loses_nothing(argilla_server, labeled):
+    """Responses given before a restart of the server all come back in the pull after it."""
+    name = _name("restart")
+    creds = _creds(argilla_server)
+    push("labeled", store=labeled, tasks=["strategy"], name=name, credentials=creds, workspace="workbench", sample=6)
+    _, dave = argilla_server.create_annotator("dave")
+    items = _server_records(argilla_server, name)
+    for item, status in zip(items, ["submitted", "submitted", "draft", "discarded"], strict=False):
+        _respond(argilla_server, dave, item["id"], status, {"strategy": "Information"})
+
+    argilla_server.restart()
+
+    assert len(_server_records(argilla_server, name)) == 6
+    out = pull(name, store=labeled, credentials=creds, retry=FAST)
+    assert out.responses == 4 and out.annotators == ["dave"]
+    got = Counter(
+        lab["attrs"]["status"]
+        for rec in labeled.iter_records(out.snapshot_id)
+        for lab in rec["labels"]
+        if lab["source"] == "human" and lab["attrs"]["argilla_dataset"] == name
+    )
+    assert got == {"submitted": 2, "draft": 1, "discarded": 1}
