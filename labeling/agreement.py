@@ -125,11 +125,12 @@ def unit_disagreement(values: Sequence[Any], *, level: Level | Literal["multi_la
     if len(vs) < 2:
         return 0.0
     pairs = list(itertools.combinations(vs, 2))
+    # plain sums: this runs once per unit, and numpy's mean costs more than the arithmetic on a few pairs
     if level == "multi_label":
-        return float(np.mean([len(set(a) ^ set(b)) for a, b in pairs]))
+        return sum(len(set(a) ^ set(b)) for a, b in pairs) / len(pairs)
     if level == "interval":
-        return float(np.mean([(float(a) - float(b)) ** 2 for a, b in pairs]))
-    return float(np.mean([a != b for a, b in pairs]))
+        return sum((float(a) - float(b)) ** 2 for a, b in pairs) / len(pairs)
+    return sum(a != b for a, b in pairs) / len(pairs)
 
 
 # ------------------------------------------------------------------ report
@@ -245,16 +246,68 @@ class _Context:
         return units
 
     def alpha(self, coders: Sequence[str]) -> float:
+        if self.kind == "multi_label":
+            return self._binary_alpha(coders)
         return krippendorff_alpha(self._alpha_units(coders), level=self.level)
+
+    def _chosen(self, coders: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per unit rated by two or more of ``coders``: how many rated it, and how many chose each label."""
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        raters: list[int] = []
+        rows: list[int] = []
+        cols: list[int] = []
+        for by_coder in self.ratings.values():
+            given = [by_coder[c] for c in coders if c in by_coder]
+            if len(given) < 2:
+                continue
+            row = len(raters)
+            raters.append(len(given))
+            for chosen in given:
+                for lab in chosen:
+                    if lab in index:
+                        rows.append(row)
+                        cols.append(index[lab])
+        ones = np.zeros((len(raters), len(self.labels)), dtype=np.float64)
+        np.add.at(ones, (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)), 1.0)
+        return np.asarray(raters, dtype=np.float64), ones
+
+    def _binary_alpha(self, coders: Sequence[str]) -> float:
+        """Nominal alpha over the binary (unit, label) units of a multi-label task, in closed form.
+
+        The same number as :func:`krippendorff_alpha` over ``_alpha_units`` (a unit per label,
+        each coder saying chosen / not chosen), without building millions of small lists: a
+        binary unit with ``m`` values, ``k`` of them "chosen", adds ``k(k-1)/(m-1)`` to o_11,
+        ``(m-k)(m-k-1)/(m-1)`` to o_00 and ``k(m-k)/(m-1)`` to each of o_01 and o_10.
+        """
+        m, ones = self._chosen(coders)
+        if not len(m):
+            return float("nan")
+        zeros = m[:, None] - ones
+        w = 1.0 / (m - 1.0)[:, None]
+        o11 = float((ones * (ones - 1.0) * w).sum())
+        o00 = float((zeros * (zeros - 1.0) * w).sum())
+        o01 = float((ones * zeros * w).sum())
+        o = np.array([[o00, o01], [o01, o11]])
+        n_c = o.sum(axis=1)
+        n = n_c.sum()
+        delta = 1.0 - np.eye(2)
+        expected = (np.outer(n_c, n_c) * delta).sum()
+        if n < 2 or expected == 0:
+            return float("nan")
+        return float(1.0 - (n - 1.0) * (o * delta).sum() / expected)
 
     def pair(self, a: str, b: str) -> dict[str, Any]:
         both = [(r[a], r[b]) for r in self.ratings.values() if a in r and b in r]
         out: dict[str, Any] = {"a": a, "b": b, "n": len(both), "alpha": self.alpha([a, b])}
         if self.kind == "multi_label":
-            binary = ["0", "1"]
-            va = [_CHOSEN if lab in sa else _NOT_CHOSEN for sa, _ in both for lab in self.labels]
-            vb = [_CHOSEN if lab in sb else _NOT_CHOSEN for _, sb in both for lab in self.labels]
-            out["kappa"] = cohen_kappa(confusion_matrix(va, vb, binary))
+            # binary units (unit, label): the 2x2 table of "chosen" by a against b, counted without lists
+            labels = set(self.labels)
+            a1 = sum(len(sa & labels) for sa, _ in both)
+            b1 = sum(len(sb & labels) for _, sb in both)
+            both1 = sum(len(sa & sb & labels) for sa, sb in both)
+            total = len(both) * len(self.labels)
+            m = np.array([[total - a1 - b1 + both1, b1 - both1], [a1 - both1, both1]], dtype=np.int64)
+            out["kappa"] = cohen_kappa(m)
         elif self.kind == "score":
             low, high = SCORE_SCALES["trait" if self.task.startswith("trait.") else self.task]
             levels = [str(v) for v in range(low, high + 1)]
@@ -324,7 +377,7 @@ class _Context:
                     for b in right
                     if a in given and b in given
                 ]
-                score = float(np.mean(cross)) if cross else 0.0
+                score = sum(cross) / len(cross) if cross else 0.0
             if score > 0:
                 rows.append((score, len(set(given.values())), unit, given))
         rows.sort(key=lambda r: (-r[0], -r[1], r[2][0], -1 if r[2][1] is None else r[2][1]))

@@ -15,6 +15,7 @@ from ui import state
 from ui.commands import agreement as agreement_cmd
 from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
+from ui.commands import dashboard as dashboard_cmd
 from ui.commands import ingest as ingest_cmd
 from ui.commands import label as label_cmd
 from ui.commands import review as review_cmd
@@ -68,6 +69,7 @@ review_app.command("agreement")(agreement_cmd.agreement)
 app.add_typer(review_app, name="review")
 app.command("validate")(validate_cmd.validate)
 app.command("run")(run_cmd.run)
+app.command("dashboard")(dashboard_cmd.dashboard)
 
 
 def _is_click_exception(exc: BaseException) -> bool:

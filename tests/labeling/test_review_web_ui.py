@@ -77,12 +77,13 @@ def test_annotator_clicks_in_the_web_ui_and_pull_brings_the_answer_back(argilla_
     options = question["settings"]["options"]
     pick = next(o for o in options if o["value"] != suggested)
 
-    _user_id, _key = argilla_server.create_annotator("carol", password="carol-pass-123")
+    annotator = f"carol-{uuid.uuid4().hex[:6]}"  # a fresh user: the session's server has others' annotators
+    _user_id, _key = argilla_server.create_annotator(annotator, password="carol-pass-123")
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{argilla_server.api_url}/sign-in", timeout=60_000)
-        page.get_by_label("Username").fill("carol")
+        page.get_by_label("Username").fill(annotator)
         page.get_by_label("Password").fill("carol-pass-123")
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url(f"{argilla_server.api_url}/", timeout=60_000)
@@ -118,10 +119,10 @@ def test_annotator_clicks_in_the_web_ui_and_pull_brings_the_answer_back(argilla_
         text=True,
     )
     assert out.returncode == 0, out.stderr
-    assert "from 1 annotators (carol)" in out.stdout
+    assert f"from 1 annotators ({annotator})" in out.stdout
     reviewed = {r["id"]: r for r in store.iter_records("reviewed")}
     human = [lab for lab in reviewed[first["id"]]["labels"] if lab["source"] == "human"]
     assert [(h["task"], h["turn"], h["value"], h["agent"], h["attrs"]["status"]) for h in human] == [
-        ("strategy", supporter_turn, pick["value"], "carol", "submitted")
+        ("strategy", supporter_turn, pick["value"], annotator, "submitted")
     ]
     assert store.manifest("reviewed")["parents"] == [store.resolve("labeled")]

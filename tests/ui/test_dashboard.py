@@ -1,0 +1,334 @@
+"""Each dashboard page through Streamlit's AppTest: its numbers against the library, and its controls.
+
+The store is the one `workbench run` builds from the bundled examples (see conftest.py); pages read it
+through WORKBENCH_STORE, as `workbench dashboard --store` passes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from curation import browse
+from curation.report import build_report
+from curation.store import SnapshotStore
+from labeling.agreement import agreement
+from labeling.audit import audit
+from labeling.corrections import review_queue
+
+PAGES = Path(__file__).resolve().parents[2] / "ui" / "dashboard" / "views"
+
+
+@pytest.fixture
+def store_env(example_store, monkeypatch, tmp_path) -> SnapshotStore:
+    monkeypatch.setenv("WORKBENCH_STORE", str(example_store))
+    monkeypatch.setenv("WORKBENCH_RUNS", str(tmp_path / "no-runs"))
+    return SnapshotStore(str(example_store))
+
+
+@pytest.fixture
+def writable_store(example_store, monkeypatch, tmp_path) -> SnapshotStore:
+    """A copy of the example store that a test may write to."""
+    copy = tmp_path / "store"
+    shutil.copytree(example_store, copy)
+    monkeypatch.setenv("WORKBENCH_STORE", str(copy))
+    return SnapshotStore(str(copy))
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=120)
+    return at
+
+
+def run(target: Any) -> AppTest:
+    """Run the app (an AppTest, or a widget after set_value / click) and check that no page raised."""
+    at = target.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def pick(at: AppTest, store: SnapshotStore, ref: str) -> AppTest:
+    return run(at.selectbox(key="snapshot_picker").set_value(store.resolve(ref)))
+
+
+def texts(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def matched(at: AppTest) -> int:
+    line = next(t for t in texts(at) if "records match" in t)
+    return int(line.split("**")[1].split()[0].replace(",", ""))
+
+
+# ------------------------------------------------------------------ Snapshots
+
+
+def test_snapshots_page_shows_lineage_counts_and_records(store_env):
+    store = store_env
+    at = run(page("snapshots"))
+    sid = store.resolve("latest")  # the default: what `latest` points at
+    assert at.selectbox(key="snapshot_picker").value == sid
+    assert at.header[0].value == "Snapshots"
+    dot = at.get("graphviz_chart")[0].proto.spec
+    for info in store.list():
+        assert f'"{info.id}"' in dot
+    for parent in store.manifest(sid)["parents"]:
+        assert f'"{parent}" -> "{sid}"' in dot
+    assert at.metric[0].value == f"{store.manifest(sid)['rows']:,}"
+    counts = at.dataframe[1].value
+    assert int(counts["records"].sum()) == store.manifest(sid)["rows"]
+    assert matched(at) == store.manifest(sid)["rows"]
+    first = browse.read_page(store, sid, page=0, page_size=10)
+    assert [e.label.split(" · ")[0] for e in at.expander if e.label.count(" · ") == 2] == [
+        r["id"] for r in first.records
+    ]
+    # the first record is rendered as a chat, turn by turn
+    assert len(at.chat_message) >= len(first.records[0]["turns"])
+
+
+def test_snapshots_page_filters_and_pages(store_env):
+    store = store_env
+    at = pick(run(page("snapshots")), store, "labeled")
+    sid = store.resolve("labeled")
+    at = run(at.selectbox(key="rec_source").set_value("esconv"))
+    assert matched(at) == len(browse.matching_rows(store, sid, browse.RecordFilter(source="esconv")))
+    at = run(at.selectbox(key="rec_task").set_value("strategy"))
+    at = run(at.selectbox(key="rec_value").set_value("Question"))
+    at = run(at.selectbox(key="rec_label_source").set_value("model"))
+    flt = browse.RecordFilter(source="esconv", task="strategy", value="Question", label_source="model")
+    rows = browse.matching_rows(store, sid, flt)
+    assert matched(at) == len(rows) > 20
+    at = run(at.number_input(key="rec_page").set_value(3))
+    third = browse.read_page(store, sid, flt, page=2, page_size=10)
+    assert [e.label.split(" · ")[0] for e in at.expander if e.label.count(" · ") == 2] == [
+        r["id"] for r in third.records
+    ]
+    # a new filter goes back to page 1
+    at = run(at.text_input(key="rec_text").set_value("holiday"))
+    assert at.number_input(key="rec_page").value == 1
+    flt = browse.RecordFilter(source="esconv", task="strategy", value="Question", label_source="model", text="holiday")
+    assert matched(at) == len(browse.matching_rows(store, sid, flt)) > 0
+    at = run(at.text_input(key="rec_text").set_value("no record says this, surely"))
+    assert matched(at) == 0 and any("No record matches" in i.value for i in at.info)
+
+
+def test_snapshots_page_on_an_empty_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_STORE", str(tmp_path / "empty"))
+    at = run(page("snapshots"))
+    assert "No snapshots in" in at.info[0].value and "workbench run" in at.info[0].value
+
+
+# ------------------------------------------------------------------ Distributions
+
+
+def test_distributions_page_compares_with_the_parents(store_env):
+    store = store_env
+    at = pick(run(page("distributions")), store, "clean")
+    at = run(at.selectbox(key="dist_task").set_value("emotion"))
+    at = run(at.selectbox(key="dist_label_source").set_value("gold"))
+    clean = store.manifest("clean")
+    expected = browse.distribution_change(
+        [store.manifest(p) for p in clean["parents"]], clean, task="emotion", label_source="gold"
+    )
+    change = at.dataframe[0].value
+    assert change["value"].tolist() == [r["value"] for r in expected]
+    assert change["before"].tolist() == [r["before"] for r in expected]
+    assert change["after"].tolist() == [r["after"] for r in expected]
+    assert (change["before"] >= change["after"]).all() and (change["before"] > change["after"]).any()
+    balance = at.dataframe[1].value
+    assert set(balance["task"]) == {"emotion"} and set(balance["label_source"]) == {"gold"}
+    assert len(at.get("vega_lite_chart")) >= 2
+    # against one ancestor only: the DailyDialog snapshot
+    at = run(at.selectbox(key="dist_against").set_value(store.resolve("dd-raw")))
+    expected = browse.distribution_change([store.manifest("dd-raw")], clean, task="emotion", label_source="gold")
+    assert at.dataframe[0].value["before"].sum() == sum(r["before"] for r in expected)
+
+
+def test_distributions_page_score_histograms(store_env):
+    store = store_env
+    at = pick(run(page("distributions")), store, "labeled")
+    chart = at.get("vega_lite_chart")[-1].proto
+    assert json.loads(chart.spec)["facet"]["field"] == "task"
+    shown = pa.ipc.open_stream(chart.data.data).read_all().to_pylist()  # the chart's data, as sent to the browser
+    assert shown == browse.score_histograms(store, store.resolve("labeled"))
+    at = run(at.selectbox(key="dist_hist_source").set_value("dailydialog"))
+    assert not any("No score labels" in i.value for i in at.info)  # the labeler scored DailyDialog's traits
+
+
+# ------------------------------------------------------------------ Disagreements
+
+
+def test_disagreements_page_shows_agreement_audit_and_worst_units(store_env):
+    store = store_env
+    at = pick(run(page("disagreements")), store, "labeled")
+    at = run(at.selectbox(key="dis_task").set_value("strategy"))
+    records = list(store.iter_records("labeled"))
+    rep = agreement(records, task="strategy", top=50)["tasks"]["strategy"]
+    summary = at.dataframe[0].value
+    row = summary[summary["comparison"] == "LLM vs gold"].iloc[0]
+    assert row["alpha"] == f"{rep['llm_gold']['alpha']:.3f}" and row["units"] == rep["llm_gold"]["units"]
+    audited = audit(records, "strategy")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["accuracy"] == f"{audited['metrics']['accuracy']:.3f}"
+    assert metrics["kappa"] == f"{audited['metrics']['kappa']:.3f}"
+    worst = at.dataframe[-1].value
+    first = rep["llm_gold"]["disagreements"][0]
+    assert worst["unit"].iloc[0] == f"{first['record_id']}#t{first['turn']}"
+    assert len(worst) == len(rep["llm_gold"]["disagreements"])
+    # narrowing to one source recomputes on that source only
+    at = run(at.selectbox(key="dis_source").set_value("esconv"))
+    assert at.dataframe[0].value.iloc[0]["units"] == rep["llm_gold"]["units"]  # strategy is ESConv's only
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sending_to_argilla_says_clearly_when_no_server_answers(store_env, monkeypatch, tmp_path):
+    store = store_env
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("ARGILLA_API_URL", url)
+    monkeypatch.setenv("ARGILLA_API_KEY", "not-a-real-key")
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    at = pick(run(page("disagreements")), store, "labeled")
+    at = run(at.selectbox(key="dis_task").set_value("strategy"))
+    assert at.button(key="dis_send").label == "Send 10 units to Argilla"
+    at = run(at.button(key="dis_send").click())
+    assert at.error and "Could not send to Argilla" in at.error[0].value and url in at.error[0].value
+    assert "workbench review serve" in at.error[0].value
+    assert not at.success
+
+
+def test_sending_to_argilla_with_no_server_configured(store_env, monkeypatch, tmp_path):
+    store = store_env
+    for var in ("ARGILLA_API_URL", "ARGILLA_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    at = pick(run(page("disagreements")), store, "labeled")
+    at = run(at.selectbox(key="dis_task").set_value("strategy"))
+    at = run(at.button(key="dis_send").click())
+    assert "no Argilla server configured" in at.error[0].value
+
+
+# ------------------------------------------------------------------ Review
+
+
+def test_review_page_saves_corrections_as_a_new_snapshot(writable_store):
+    store = writable_store
+    parent = store.resolve("labeled")
+    before = set(store.snapshot_ids())
+    at = pick(run(page("review")), store, "labeled")
+    at = run(at.text_input(key="reviewer_input").set_value("tester"))
+    at = run(at.selectbox(key="rev_task").set_value("strategy"))
+    assert at.radio(key="rev_only").value == "disagreements"
+    queue = review_queue(browse.iter_label_records(store, parent), "strategy", only="disagreements")
+    assert f"**{queue[0].key}**" in texts(at)[0] and f"(of {len(queue):,})" in at.number_input(key="rev_pos").label
+    # unit 1: correct it to the gold label
+    answer = at.selectbox(key=f"rev_answer|{parent}|strategy|{queue[0].key}")
+    assert answer.value == queue[0].machine[0]  # the suggestion is preselected
+    at = run(answer.set_value(queue[0].gold[0]))
+    at = run(at.button(key="rev_correct").click())
+    assert at.number_input(key="rev_pos").value == 2  # on to the next unit
+    # unit 2: accept the machine label
+    at = run(at.button(key="rev_accept").click())
+    assert at.subheader[-1].value == "Answers not saved yet: 2"
+    pending = at.dataframe[-1].value
+    assert pending["unit"].tolist() == [queue[0].key, queue[1].key]
+    assert pending["action"].tolist() == ["correct", "accept"]
+    assert set(store.snapshot_ids()) == before  # nothing written until saved
+    at = run(at.text_input(key="rev_tag").set_value("reviewed"))
+    at = run(at.button(key="rev_save").click())
+    new = store.resolve("reviewed")
+    assert set(store.snapshot_ids()) == before | {new}
+    assert at.success and new in at.success[0].value
+    assert at.selectbox(key="snapshot_picker").value == new  # the page moves to the new snapshot
+    assert at.subheader[-1].value == "Answers not saved yet: 0"
+    m = store.manifest(new)
+    assert m["parents"] == [parent] and m["steps"][-1]["kind"] == "review"
+    human = {
+        (r["id"], lab["turn"]): lab for r in store.iter_records(new) for lab in r["labels"] if lab["source"] == "human"
+    }
+    assert set(human) == {(queue[0].record_id, queue[0].turn), (queue[1].record_id, queue[1].turn)}
+    first = human[(queue[0].record_id, queue[0].turn)]
+    assert first["value"] == queue[0].gold[0] and first["agent"] == "tester"
+    assert first["attrs"]["status"] == "submitted" and first["attrs"]["action"] == "correct"
+    assert human[(queue[1].record_id, queue[1].turn)]["value"] == queue[1].machine[0]
+
+
+def test_review_page_needs_a_name_to_save(writable_store):
+    store = writable_store
+    at = pick(run(page("review")), store, "labeled")
+    at = run(at.selectbox(key="rev_task").set_value("strategy"))
+    at = run(at.button(key="rev_accept").click())
+    assert at.button(key="rev_save").disabled
+    assert any("Enter your name" in c.value for c in at.caption)
+    at = run(at.radio(key="rev_only").set_value("unreviewed"))
+    assert any("Enter your name" in w.value for w in at.warning)
+
+
+# ------------------------------------------------------------------ Curation
+
+
+def test_curation_page_shows_drops_and_clusters(store_env):
+    store = store_env
+    at = pick(run(page("curation_report")), store, "clean")
+    rep = build_report(store, "clean", examples=5)
+    labels = [e.label for e in at.expander]
+    assert labels == [f"{d['step']} · {d['reason']} · {d['count']:,} records" for d in rep["drops"]]
+    steps = at.dataframe[0].value
+    assert steps["step"].tolist() == [s["name"] for s in rep["steps"]]
+    assert steps["dropped"].sum() == sum(d["count"] for d in rep["drops"])
+    exact = next(c for c in rep["clusters"] if c["name"] == "exact_dedup.clusters")
+    assert any(f"**exact_dedup.clusters**: {exact['clusters']:,} clusters" in t for t in texts(at))
+    kept = [t for t in texts(at) if t.startswith(":green[kept]")]
+    assert len(kept) == len(exact["largest"])
+
+
+def test_curation_page_on_a_snapshot_curate_did_not_make(store_env):
+    store = store_env
+    at = pick(run(page("curation_report")), store, "validated")
+    assert "was not made by `workbench curate`" in at.info[0].value and "clean" in at.info[0].value
+
+
+# ------------------------------------------------------------------ Results
+
+
+def test_results_page_says_how_to_get_results(store_env):
+    at = run(page("results"))
+    assert "No evaluation reports or training runs yet" in at.info[0].value
+    assert "metrics.jsonl" in at.info[0].value and "eval*.json" in at.info[0].value
+
+
+def test_results_page_shows_reports_and_loss_curves(store_env, monkeypatch, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "qlora").mkdir(parents=True)
+    (runs / "qlora" / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"step": s, "loss": 3 / s, "eval_loss": 3.5 / s}) for s in range(1, 21))
+    )
+    report = {
+        "models": {"base": "tiny", "finetuned": "tiny+lora"},
+        "metrics": [
+            {"metric": "empathy_judge", "model": "base", "value": 2.9, "ci_low": 2.6, "ci_high": 3.2, "n": 30},
+            {"metric": "empathy_judge", "model": "finetuned", "value": 3.6, "ci_low": 3.3, "ci_high": 3.9, "n": 30},
+        ],
+    }
+    (runs / "qlora" / "eval.json").write_text(json.dumps(report))
+    (runs / "eval-bad.json").write_text("{}")
+    monkeypatch.setenv("WORKBENCH_RUNS", str(runs))
+    at = run(page("results"))
+    table = at.dataframe[0].value
+    assert table.iloc[0]["metric"] == "empathy_judge" and table.iloc[0]["finetuned"] == 3.6
+    assert table.iloc[0]["finetuned CI"] == "[3.3, 3.9]"
+    assert "eval-bad.json" in at.warning[0].value
+    assert at.multiselect(key="res_runs").value == ["qlora"]
+    assert at.multiselect(key="res_series").value == ["loss", "eval_loss"]
+    assert len(at.get("vega_lite_chart")) == 2

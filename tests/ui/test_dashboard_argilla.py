@@ -1,0 +1,63 @@
+"""The Disagreements page's "send to Argilla" against a real local Argilla server (workbench review serve).
+
+Needs Debian's redis-server and argilla-server's virtualenv (`workbench review serve --install-only`,
+which `make test` runs); skips without redis-server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from curation.store import SnapshotStore
+
+LABELING_TESTS = Path(__file__).resolve().parents[1] / "labeling"
+VIEWS = Path(__file__).resolve().parents[2] / "ui" / "dashboard" / "views"
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server")
+
+
+@pytest.fixture(scope="module")
+def argilla(tmp_path_factory):
+    sys.path.insert(0, str(LABELING_TESTS))
+    try:
+        from argilla_local import LocalArgilla
+    finally:
+        sys.path.remove(str(LABELING_TESTS))
+    server = LocalArgilla(tmp_path_factory.mktemp("argilla-home")).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_send_a_selection_of_disagreements_to_argilla(example_store, argilla, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_STORE", str(example_store))
+    monkeypatch.setenv("ARGILLA_API_URL", argilla.api_url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla.api_key)
+    store = SnapshotStore(str(example_store))
+    at = AppTest.from_file(str(VIEWS / "disagreements.py"), default_timeout=180).run()
+    at = at.selectbox(key="snapshot_picker").set_value(store.resolve("labeled")).run()
+    at = at.selectbox(key="dis_task").set_value("strategy").run()
+    units = at.dataframe[-1].value["unit"].tolist()[:3]
+    at = at.multiselect(key="dis_units_llm_gold_strategy").set_value(units).run()
+    at = at.text_input(key="dis_dataset").set_value("dashboard-selection").run()
+    at = at.button(key="dis_send").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Sent 3 units to dataset 'dashboard-selection'")
+    with argilla.client() as c:
+        (ds,) = [
+            d for d in c.get("/me/datasets").raise_for_status().json()["items"] if d["name"] == "dashboard-selection"
+        ]
+        body = c.get(f"/datasets/{ds['id']}/records", params={"limit": 100}).raise_for_status().json()
+    assert sorted(item["external_id"] for item in body["items"]) == sorted(units)
+    # sending again upserts: still three records
+    at = at.button(key="dis_send").click().run()
+    assert at.success
+    with argilla.client() as c:
+        body = c.get(f"/datasets/{ds['id']}/records", params={"limit": 100}).raise_for_status().json()
+    assert body["total"] == 3

@@ -1,0 +1,171 @@
+"""Disagreements: where LLM, gold and human labels differ; alpha, kappa, confusion; send units to Argilla."""
+
+from __future__ import annotations
+
+import altair as alt
+import streamlit as st
+
+from curation import browse
+from curation.errors import WorkbenchError
+from labeling.audit import task_kind
+from ui.dashboard import components as ui
+from ui.dashboard import data
+
+COMPARISONS = {"llm_gold": "LLM vs gold", "human_llm": "human vs LLM", "human_human": "human vs human"}
+
+url = ui.store_or_stop()
+sid = ui.pick_snapshot(url, prefer=("labeled", "reviewed"))
+m = data.manifest(url, sid)
+
+st.header("Disagreements")
+
+
+def _comparable(task: str, sources: list[str]) -> bool:
+    try:
+        task_kind(task)
+    except WorkbenchError:
+        return False
+    return len(sources) >= 2 or "human" in sources  # two kinds of coder, or human reviewers
+
+
+labels_of = {t: sum(r["count"] for r in browse.label_counts(m, task=t)) for t in browse.label_tasks(m)}
+# fewest labels first: the default opens fast on any snapshot (emotion's 28-label units cost most)
+tasks = sorted((t for t, s in browse.label_tasks(m).items() if _comparable(t, s)), key=lambda t: (labels_of[t], t))
+if not tasks:
+    st.info(
+        f"Snapshot {sid[:12]} has no task labeled by two kinds of coder (gold, LLM or model, human). "
+        "Label it (`workbench label`) or pick a labeled snapshot."
+    )
+    st.stop()
+c1, c2, c3 = st.columns(3)
+task = c1.selectbox("Task", tasks, format_func=lambda t: f"{t} ({labels_of[t]:,} labels)", key="dis_task")
+source = c2.selectbox("Record source", [ui.ANY, *m["counts"]], key="dis_source")
+top = c3.number_input("Worst units listed", min_value=5, max_value=500, value=50, step=5, key="dis_top")
+source = None if source == ui.ANY else source
+
+rep = data.agreement(url, sid, task, source, int(top))
+coders = rep["coders"]
+st.caption(
+    f"{rep['units']:,} units ({rep['kind']}, {rep['level']} alpha) · coders: "
+    + "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in coders.items())
+)
+
+summary = []
+pairs = []
+for key, title in COMPARISONS.items():
+    comp = rep[key]
+    if comp is None:
+        summary.append({"comparison": title, "units": None, "alpha": "-", "over": "not enough coders"})
+        continue
+    summary.append(
+        {"comparison": title, "units": comp["units"], "alpha": ui.fmt(comp["alpha"]), "over": comp["alpha_over"]}
+    )
+    for p in comp["pairs"]:
+        pairs.append(
+            {
+                "comparison": title,
+                "coder a": p["a"],
+                "coder b": p["b"],
+                "n": p["n"],
+                "alpha": ui.fmt(p["alpha"]),
+                "kappa": ui.fmt(p["kappa"]),
+                **({"kappa (quadratic)": ui.fmt(p["kappa_quadratic"])} if "kappa_quadratic" in p else {}),
+            }
+        )
+st.subheader("Agreement")
+st.dataframe(summary, hide_index=True)
+if pairs:
+    st.dataframe(pairs, hide_index=True)
+
+if coders["gold"] and coders["llm"]:
+    st.subheader("Machine labels against gold")
+    audited = data.audit(url, sid, task, source)
+    metrics = audited.get("metrics")
+    if audited.get("warning"):
+        st.warning(audited["warning"])
+    if metrics:
+        single = metrics.get("single_gold") if rep["kind"] == "multi_label" else metrics
+        cols = st.columns(4)
+        cols[0].metric("pairs", f"{audited['n']:,}")
+        if rep["kind"] == "score":
+            cols[1].metric("MAE", ui.fmt(metrics["mae"]))
+            cols[2].metric("Spearman", ui.fmt(metrics["spearman"]))
+            cols[3].metric("kappa (quadratic)", ui.fmt(metrics["kappa_quadratic"]))
+        elif rep["kind"] == "multi_label":
+            cols[1].metric("micro-F1", ui.fmt(metrics["micro_f1"]))
+            cols[2].metric("macro-F1", ui.fmt(metrics["macro_f1"]))
+            cols[3].metric("top-1 in gold", ui.fmt(metrics.get("top1_in_gold")))
+        else:
+            cols[1].metric("accuracy", ui.fmt(metrics["accuracy"]))
+            cols[2].metric("macro-F1", ui.fmt(metrics["macro_f1"]))
+            cols[3].metric("kappa", ui.fmt(metrics["kappa"]))
+        confusion = (single or {}).get("confusion")
+        if confusion:
+            labels, matrix = confusion["labels"], confusion["matrix"]
+            used = [i for i, lab in enumerate(labels) if sum(matrix[i]) or sum(r[i] for r in matrix)]
+            cells = [{"gold": labels[i], "predicted": labels[j], "count": matrix[i][j]} for i in used for j in used]
+            title = "Confusion (rows gold, columns predicted" + (
+                "; items with one gold label, top-1 prediction)" if rep["kind"] == "multi_label" else ")"
+            )
+            st.markdown(f"**{title}**")
+            order = [labels[i] for i in used]
+            base = alt.Chart(alt.Data(values=cells)).encode(
+                x=alt.X("predicted:N", sort=order), y=alt.Y("gold:N", sort=order)
+            )
+            st.altair_chart(
+                base.mark_rect().encode(
+                    color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")),
+                    tooltip=["gold:N", "predicted:N", "count:Q"],
+                )
+                + base.mark_text(fontSize=9).encode(text="count:Q")
+            )
+
+st.subheader("Units that disagree most")
+available = [k for k in COMPARISONS if rep[k] and rep[k]["disagreements"]]
+if not available:
+    st.info("No unit disagrees in any comparison available here.")
+    st.stop()
+which = st.radio("Comparison", available, format_func=COMPARISONS.get, horizontal=True, key="dis_which")
+worst = rep[which]["disagreements"]
+texts = data.records_by_id(url, sid, tuple(sorted({w["record_id"] for w in worst})))
+
+
+def _unit_text(w: dict) -> str:
+    rec = texts.get(w["record_id"])
+    if rec is None:
+        return ""
+    turns = rec["turns"]
+    text = turns[w["turn"]]["text"] if w["turn"] is not None and w["turn"] < len(turns) else turns[0]["text"]
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _unit_key(w: dict) -> str:
+    return w["record_id"] if w["turn"] is None else f"{w['record_id']}#t{w['turn']}"
+
+
+table = [
+    {
+        "unit": _unit_key(w),
+        "disagreement": round(w["disagreement"], 3),
+        "text": _unit_text(w),
+        **{c: (", ".join(v) if isinstance(v, list) else v) for c, v in w["values"].items()},
+    }
+    for w in worst
+]
+st.dataframe(table, hide_index=True)
+
+st.markdown("**Send to Argilla review**")
+keys = [row["unit"] for row in table]
+chosen = st.multiselect("Units", keys, default=keys[: min(10, len(keys))], key=f"dis_units_{which}_{task}")
+dataset = st.text_input("Argilla dataset", value=f"{task.replace('.', '-')}-{sid[:8]}-disagreements", key="dis_dataset")
+if st.button(f"Send {len(chosen)} units to Argilla", type="primary", disabled=not chosen, key="dis_send"):
+    try:
+        with st.spinner("Pushing to Argilla..."):
+            pushed = data.send_to_review(url, sid, task, chosen, dataset)
+    except WorkbenchError as exc:
+        st.error(
+            f"Could not send to Argilla: {exc}\n\n"
+            "Start a local server with `workbench review serve`, or set ARGILLA_API_URL and ARGILLA_API_KEY."
+        )
+    else:
+        st.success(f"Sent {pushed.records:,} units to dataset {pushed.dataset!r} at {pushed.api_url}.")
