@@ -1048,3 +1048,92 @@ def pull(
         reused=reused,
         counters=counters,
     )
+
+
+# ------------------------------------------------------------------ status
+
+
+@dataclass
+class DatasetStatus:
+    """Where the review of one Argilla dataset stands: records done, and each annotator's answers."""
+
+    name: str
+    workspace: str
+    records: int
+    completed: int
+    pending: int
+    min_submitted: int | None
+    annotators: dict[str, dict[str, int]]  # username -> {"submitted": n, "draft": n, "discarded": n}
+    snapshots: list[str]  # the snapshot(s) its records were pushed from
+    updated_at: str | None = None
+
+    @property
+    def responses(self) -> int:
+        return sum(sum(by_status.values()) for by_status in self.annotators.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "workspace": self.workspace,
+            "records": self.records,
+            "completed": self.completed,
+            "pending": self.pending,
+            "min_submitted": self.min_submitted,
+            "responses": self.responses,
+            "annotators": self.annotators,
+            "snapshots": self.snapshots,
+            "updated_at": self.updated_at,
+        }
+
+
+def review_status(
+    credentials: Credentials, *, workspace: str | None = None, retry: Retry = Retry()
+) -> list[DatasetStatus]:
+    """Every dataset the key can see (or those of ``workspace``), with its progress, newest first.
+
+    From argilla-server's progress endpoints, as its web UI shows them: records completed
+    (enough submitted answers for the task distribution) and pending, and per annotator
+    the records they submitted, saved as draft or discarded; plus the snapshot ids the
+    records came from (the ``snapshot`` metadata a push writes).
+    """
+    server = connect(credentials, retry=retry)
+    workspaces = {w["id"]: w["name"] for w in server.get_json("listing workspaces", "/api/v1/me/workspaces")["items"]}
+    datasets = server.get_json("listing datasets", "/api/v1/me/datasets")["items"]
+    out = []
+    for ds in datasets:
+        ws_name = workspaces.get(ds["workspace_id"], str(ds["workspace_id"]))
+        if workspace is not None and ws_name != workspace:
+            continue
+        if ds.get("status") != "ready":
+            continue  # a draft dataset (created, never published) has no progress to show
+        what = f"reading the progress of dataset {ds['name']!r}"
+        progress = server.get_json(what, f"/api/v1/datasets/{ds['id']}/progress")
+        users = server.get_json(what, f"/api/v1/datasets/{ds['id']}/users/progress")["users"]
+        annotators = {}
+        for user in users:
+            counts = Counter()
+            for part in ("completed", "pending"):
+                for status, n in (user.get(part) or {}).items():
+                    counts[status] += n
+            annotators[user["username"]] = {s: counts[s] for s in ("submitted", "draft", "discarded")}
+        snapshots: list[str] = []
+        props = server.get_json(what, f"/api/v1/me/datasets/{ds['id']}/metadata-properties")["items"]
+        for prop in props:
+            if prop["name"] == "snapshot":
+                metrics = server.get_json(what, f"/api/v1/metadata-properties/{prop['id']}/metrics")
+                snapshots = sorted(v["term"] for v in metrics.get("values", []))
+        out.append(
+            DatasetStatus(
+                name=ds["name"],
+                workspace=ws_name,
+                records=int(progress.get("total", 0)),
+                completed=int(progress.get("completed", 0)),
+                pending=int(progress.get("pending", 0)),
+                min_submitted=(ds.get("distribution") or {}).get("min_submitted"),
+                annotators=annotators,
+                snapshots=snapshots,
+                updated_at=ds.get("updated_at"),
+            )
+        )
+    out.sort(key=lambda d: d.updated_at or "", reverse=True)
+    return out

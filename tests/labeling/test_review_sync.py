@@ -612,3 +612,42 @@ def test_restart_between_push_and_pull_loses_nothing(argilla_server, labeled):
         if lab["source"] == "human" and lab["attrs"]["argilla_dataset"] == name
     )
     assert got == {"submitted": 2, "draft": 1, "discarded": 1}
+
+
+def test_review_status_and_review_list_show_progress_per_annotator(argilla_server, labeled):
+    from labeling.review.sync import review_status
+
+    name = _name("status")
+    creds = _creds(argilla_server)
+    push(
+        "labeled",
+        store=labeled,
+        tasks=["strategy"],
+        name=name,
+        credentials=creds,
+        workspace="workbench",
+        sample=5,
+        overlap=2,
+    )
+    _, erin = argilla_server.create_annotator("erin")
+    _, finn = argilla_server.create_annotator("finn")
+    items = _server_records(argilla_server, name)
+    for item in items[:2]:  # two records get both answers they need (overlap 2): completed
+        _respond(argilla_server, erin, item["id"], "submitted", {"strategy": "Question"})
+        _respond(argilla_server, finn, item["id"], "submitted", {"strategy": "Others"})
+    _respond(argilla_server, erin, items[2]["id"], "draft", {"strategy": "Information"})
+    _respond(argilla_server, finn, items[3]["id"], "discarded", {"strategy": "Information"})
+
+    (status,) = [d for d in review_status(creds, workspace="workbench") if d.name == name]
+    assert (status.records, status.completed, status.pending, status.min_submitted) == (5, 2, 3, 2)
+    assert status.annotators == {
+        "erin": {"submitted": 2, "draft": 1, "discarded": 0},
+        "finn": {"submitted": 2, "draft": 0, "discarded": 1},
+    }
+    assert status.responses == 6 and status.snapshots == [labeled.resolve("labeled")]
+
+    env = {"ARGILLA_API_URL": argilla_server.api_url, "ARGILLA_API_KEY": argilla_server.api_key}
+    listed = json.loads(_wb("review", "list", "--json", "--workspace", "workbench", store=labeled, env=env).stdout)
+    assert next(d for d in listed if d["name"] == name) == status.to_dict()
+    table = _wb("review", "list", store=labeled, env=env).stdout
+    assert name in table and "erin 2/1/0, finn 2/0/1" in table

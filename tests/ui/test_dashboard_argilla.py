@@ -1,12 +1,11 @@
 """The Disagreements page's "send to Argilla" against a real local Argilla server (workbench review serve).
 
-Needs Debian's redis-server and argilla-server's virtualenv (`workbench review serve --install-only`,
-which `make test` runs); skips without redis-server.
+Needs Debian's redis-server (`.ci/run` installs it) and argilla-server's virtualenv
+(`workbench review serve --install-only`, which `make test` runs).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,8 +16,6 @@ from curation.store import SnapshotStore
 
 LABELING_TESTS = Path(__file__).resolve().parents[1] / "labeling"
 VIEWS = Path(__file__).resolve().parents[2] / "ui" / "dashboard" / "views"
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server")
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +58,40 @@ def test_send_a_selection_of_disagreements_to_argilla(example_store, argilla, mo
     with argilla.client() as c:
         body = c.get(f"/datasets/{ds['id']}/records", params={"limit": 100}).raise_for_status().json()
     assert body["total"] == 3
+
+
+def test_review_page_shows_argilla_progress(example_store, argilla, monkeypatch):
+    """The Review page's Argilla panel: the datasets and each annotator's answers, as `review list` gives them."""
+    from labeling.review.sync import Credentials, push
+
+    store = SnapshotStore(str(example_store))
+    creds = Credentials(argilla.api_url, argilla.api_key)
+    push(
+        "labeled",
+        store=store,
+        tasks=["strategy"],
+        name="progress-panel",
+        credentials=creds,
+        sample=4,
+        workspace="workbench",
+    )
+    _, key = argilla.create_annotator("panel-ann")
+    with argilla.client() as c:
+        (ds,) = [d for d in c.get("/me/datasets").json()["items"] if d["name"] == "progress-panel"]
+        items = c.get(f"/datasets/{ds['id']}/records", params={"limit": 10}).json()["items"]
+    with argilla.client(key) as c:
+        for item, status in zip(items, ["submitted", "submitted", "draft"], strict=False):
+            body = {"values": {"strategy": {"value": "Question"}}, "status": status}
+            c.post(f"/records/{item['id']}/responses", json=body).raise_for_status()
+
+    monkeypatch.setenv("WORKBENCH_STORE", str(example_store))
+    monkeypatch.setenv("ARGILLA_API_URL", argilla.api_url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla.api_key)
+    at = AppTest.from_file(str(VIEWS / "review.py"), default_timeout=180).run()
+    at = at.button(key="rev_argilla").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value  # the panel sits above the review form
+    row = table[table["dataset"] == "progress-panel"].iloc[0]
+    assert (row["records"], row["completed"], row["pending"]) == (4, 2, 2)
+    assert row["annotators (submitted/draft/discarded)"] == "panel-ann 2/1/0"
+    assert row["from snapshot"] == store.resolve("labeled")[:12]

@@ -97,3 +97,43 @@ def pull(
 
 
 _SKIPPED = ("invalid_values", "unknown_questions", "unmatched_records", "labels_outside_turns")
+
+
+def status_list(
+    workspace: str = typer.Option(None, "--workspace", help="Only the datasets of this workspace."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    api_url: str = typer.Option(None, "--api-url", help=_URL_HELP),
+    api_key: str = typer.Option(None, "--api-key", help=_KEY_HELP),
+) -> None:
+    """Every Argilla dataset with its progress: records completed / pending, each annotator's answers."""
+    import json
+
+    from rich.table import Table
+
+    from labeling.review.sync import resolve_credentials, review_status
+
+    credentials = resolve_credentials(api_url, api_key)
+    datasets = review_status(credentials, workspace=workspace)
+    if as_json:
+        print(json.dumps([d.to_dict() for d in datasets], indent=1))
+        return
+    table = Table(title=f"Argilla datasets at {credentials.api_url}", title_justify="left")
+    for col in ("dataset", "workspace", "records", "completed", "pending", "overlap", "annotators", "snapshot"):
+        table.add_column(col, justify="right" if col in ("records", "completed", "pending", "overlap") else "left")
+    for d in datasets:
+        who = ", ".join(
+            f"{name} {c['submitted']}/{c['draft']}/{c['discarded']}" for name, c in sorted(d.annotators.items())
+        )
+        table.add_row(
+            d.name,
+            d.workspace,
+            f"{d.records:,}",
+            f"{d.completed:,}",
+            f"{d.pending:,}",
+            str(d.min_submitted or "-"),
+            who or "-",
+            ", ".join(s[:12] for s in d.snapshots) or "-",
+        )
+    con = state.console()
+    con.print(table)
+    con.print("annotators: submitted/draft/discarded; `workbench review pull DATASET --tag T` brings answers back")

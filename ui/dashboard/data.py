@@ -179,6 +179,25 @@ def send_to_review(url: str, sid: str, task: str, units: list[str], dataset: str
         raise WorkbenchError(f"the Argilla SDK is not installed ({exc}): pip install -e '.[review]'") from None
 
 
+def argilla_status() -> list[dict[str, Any]]:
+    """Every Argilla dataset with its progress (:func:`labeling.review.sync.review_status`, as `review list`).
+
+    Not cached: annotators answer while the page is open. Raises WorkbenchError with the
+    server and what failed, or how to configure one.
+    """
+    from curation.errors import WorkbenchError
+
+    try:
+        from labeling.review import sync
+    except ImportError as exc:
+        raise WorkbenchError(
+            f"Argilla review is not installed ({exc}): pip install -e '.[review]' and start `workbench review serve`"
+        ) from None
+    credentials = sync.resolve_credentials()
+    datasets = sync.review_status(credentials, retry=sync.Retry(attempts=2, backoff=0.2, max_backoff=1.0))
+    return [{**d.to_dict(), "api_url": credentials.api_url} for d in datasets]
+
+
 # ------------------------------------------------------------------ curation report, results
 
 

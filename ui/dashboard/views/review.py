@@ -26,6 +26,41 @@ st.session_state["reviewer"] = reviewer
 
 st.header("Review")
 ui.show_flash()
+with st.expander("Review in Argilla: datasets and their progress"):
+    st.caption(
+        "Push units from the Disagreements page or `workbench review push`; annotators answer in Argilla; "
+        "`workbench review pull DATASET --tag T` brings the answers back as human labels in a new snapshot."
+    )
+    if st.button("Show Argilla progress", key="rev_argilla"):
+        try:
+            rows = data.argilla_status()
+        except WorkbenchError as exc:
+            st.error(f"Could not read Argilla: {exc}")
+        else:
+            if not rows:
+                st.info("No Argilla dataset yet.")
+            else:
+                st.caption(f"Argilla at {rows[0]['api_url']}")
+                st.dataframe(
+                    [
+                        {
+                            "dataset": r["name"],
+                            "workspace": r["workspace"],
+                            "records": r["records"],
+                            "completed": r["completed"],
+                            "pending": r["pending"],
+                            "done": f"{r['completed'] / r['records']:.0%}" if r["records"] else "-",
+                            "annotators (submitted/draft/discarded)": ", ".join(
+                                f"{n} {c['submitted']}/{c['draft']}/{c['discarded']}"
+                                for n, c in sorted(r["annotators"].items())
+                            ),
+                            "from snapshot": ", ".join(x[:12] for x in r["snapshots"]),
+                        }
+                        for r in rows
+                    ],
+                    hide_index=True,
+                    key="rev_argilla_table",
+                )
 pending: dict[str, dict] = st.session_state.setdefault("pending_reviews", {})
 
 
