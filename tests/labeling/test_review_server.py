@@ -211,3 +211,35 @@ def test_serve_refuses_a_second_server_on_the_same_home(argilla_server):
     )
     assert status.returncode == 0, status.stderr
     assert f"{argilla_server.api_url} pid" in status.stdout and "up" in status.stdout
+
+
+def test_a_busy_port_is_one_clear_error_and_leaves_nothing_running(argilla_server, tmp_path):
+    from argilla_local import LocalArgilla
+
+    other = LocalArgilla(tmp_path / "home")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ui.cli",
+            "review",
+            "serve",
+            "--detach",
+            "--home",
+            str(other.home),
+            "--port",
+            str(argilla_server.port),  # taken by the session's server
+            "--redis-url",
+            other.redis_url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "address already in use" in proc.stderr and "Traceback" not in proc.stderr
+    # the Redis this serve started is stopped again, and no server state is left
+    assert not (other.home / "redis.json").exists() and not (other.home / "server.json").exists()
+    from labeling.review.server.manager import redis_ping
+
+    assert not redis_ping(other.redis_url)

@@ -257,6 +257,19 @@ def start(
         )
     python = ensure_venv(venv, echo=echo)
     redis_pid = ensure_redis(redis_url, home)
+    try:
+        info, proc = _start_server(python, home, host, port, redis_url, redis_pid, timeout)
+    except BaseException:
+        if redis_pid is not None:  # leave nothing running that this call started
+            _stop_redis(home)
+        raise
+    _write_json(home / "server.json", asdict(info))
+    return info, proc
+
+
+def _start_server(
+    python: Path, home: Path, host: str, port: int, redis_url: str, redis_pid: int | None, timeout: float
+) -> tuple[ServerInfo, subprocess.Popen]:
     env = _environment(home, redis_url)
     api_key, password = _credentials(home)
     _argilla_cli(python, env, "database", "migrate")
@@ -286,16 +299,34 @@ def start(
         redis_pid=redis_pid,
     )
     deadline = time.monotonic() + timeout
-    while not http_ok(f"{api_url}/api/v1/me", api_key):
-        if proc.poll() is not None:
-            tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-8:])
-            raise ServerError(f"the Argilla server exited with code {proc.returncode}; last lines of {log}:\n{tail}")
-        if time.monotonic() > deadline:
+    try:
+        while not http_ok(f"{api_url}/api/v1/me", api_key):
+            if proc.poll() is not None:
+                tail = "\n".join(log.read_text(errors="replace").strip().splitlines()[-8:])
+                raise ServerError(
+                    f"the Argilla server exited with code {proc.returncode}; last lines of {log}:\n{tail}"
+                )
+            if time.monotonic() > deadline:
+                raise ServerError(f"the Argilla server did not answer at {api_url} within {timeout:.0f}s; see {log}")
+            time.sleep(0.25)
+    except BaseException:  # an error or Ctrl-C while waiting: no server left behind
+        if proc.poll() is None:
             proc.kill()
-            raise ServerError(f"the Argilla server did not answer at {api_url} within {timeout:.0f}s; see {log}")
-        time.sleep(0.25)
-    _write_json(home / "server.json", asdict(info))
+            proc.wait()
+        raise
     return info, proc
+
+
+def _stop_redis(home: Path) -> None:
+    redis_file = home / "redis.json"
+    if redis_file.exists():
+        pid = json.loads(redis_file.read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        redis_file.unlink()
 
 
 def stop(home: Path | None = None, *, redis: bool = True, timeout: float = 20.0) -> ServerInfo | None:
