@@ -1,7 +1,8 @@
 """The local Argilla server's in-process search engine at scale, against the database-only listing.
 
-Starts ``workbench review serve`` in a temporary home (its own Redis port), logs N records
-with suggestions into one dataset (the SDK, as ``review push`` does), answers a tenth of
+First the bulk upsert: N records with suggestions and metadata logged (the SDK, as
+``review push`` does) into argilla-server as released, then with the launcher's one fix
+(``reuse_settings_adapters``), side by side. Then, on the second server, answers a tenth of
 them as an annotator, then times what the web UI asks the search engine for -- the
 annotator's pending queue, a text search, a metadata filter, progress, metrics -- side by
 side with ``GET /records`` (a plain database page, no search engine) as the ratio's
@@ -14,8 +15,8 @@ database took (the launcher logs it)::
 from __future__ import annotations
 
 import argparse
+import os
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -48,12 +49,6 @@ WORDS = [
 ]
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=5000)
@@ -64,29 +59,41 @@ def main() -> None:
     import numpy as np
 
     rng = np.random.default_rng(0)
+    records = [
+        rg.Record(
+            id=f"bench:{i}",
+            fields={"conversation": [{"role": "user", "content": " ".join(rng.choice(WORDS, 12))}]},
+            metadata={"source": ["dd", "ed", "ge"][i % 3], "n": i},
+            suggestions=[rg.Suggestion("emotion", ["joy", "sadness", "anger", "neutral"][i % 4], score=0.5)],
+        )
+        for i in range(args.records)
+    ]
+
+    def create_and_log(server: LocalArgilla) -> tuple[object, float]:
+        client = rg.Argilla(api_url=server.api_url, api_key=server.api_key)
+        server.workspace_id("workbench")
+        settings = rg.Settings(
+            fields=[rg.ChatField(name="conversation")],
+            questions=[rg.LabelQuestion(name="emotion", labels=["joy", "sadness", "anger", "neutral"])],
+            metadata=[rg.TermsMetadataProperty(name="source"), rg.IntegerMetadataProperty(name="n")],
+        )
+        ds = rg.Dataset(name="bench", workspace="workbench", settings=settings, client=client).create()
+        t = time.perf_counter()
+        ds.records.log(records, batch_size=500)
+        return ds, time.perf_counter() - t
+
     with tempfile.TemporaryDirectory() as tmp:
+        # baseline of the upsert: argilla-server as released (a TypeAdapter built per settings lookup)
+        os.environ["WORKBENCH_ARGILLA_REUSE_ADAPTERS"] = "0"
+        server = LocalArgilla(Path(tmp) / "released").start()
+        try:
+            _, log_released = create_and_log(server)
+        finally:
+            server.close()
+            del os.environ["WORKBENCH_ARGILLA_REUSE_ADAPTERS"]
         server = LocalArgilla(Path(tmp) / "home").start()
         try:
-            client = rg.Argilla(api_url=server.api_url, api_key=server.api_key)
-            server.workspace_id("workbench")
-            settings = rg.Settings(
-                fields=[rg.ChatField(name="conversation")],
-                questions=[rg.LabelQuestion(name="emotion", labels=["joy", "sadness", "anger", "neutral"])],
-                metadata=[rg.TermsMetadataProperty(name="source"), rg.IntegerMetadataProperty(name="n")],
-            )
-            ds = rg.Dataset(name="bench", workspace="workbench", settings=settings, client=client).create()
-            records = [
-                rg.Record(
-                    id=f"bench:{i}",
-                    fields={"conversation": [{"role": "user", "content": " ".join(rng.choice(WORDS, 12))}]},
-                    metadata={"source": ["dd", "ed", "ge"][i % 3], "n": i},
-                    suggestions=[rg.Suggestion("emotion", ["joy", "sadness", "anger", "neutral"][i % 4], score=0.5)],
-                )
-                for i in range(args.records)
-            ]
-            t = time.perf_counter()
-            ds.records.log(records, batch_size=500)
-            log_s = time.perf_counter() - t
+            ds, log_s = create_and_log(server)
             _uid, key = server.create_annotator("bench-ann")
             with server.client() as c:
                 ids = [
@@ -171,10 +178,11 @@ def main() -> None:
             server.close()
 
     base = rows[0][1]
-    print(
-        f"{args.records:,} records logged in {log_s:.1f} s ({args.records / log_s:,.0f} records/s); "
-        f"{len(ids):,} answered"
-    )
+    n = args.records
+    print(f"{'bulk upsert of ' + format(n, ',') + ' records':<46}{'s':>9}{'ratio':>8}{'rec/s':>9}")
+    print(f"{'argilla-server as released (baseline)':<46}{log_released:>9.1f}{1.0:>8.1f}{n / log_released:>9,.0f}")
+    print(f"{'settings adapters reused (launch.py)':<46}{log_s:>9.1f}{log_released / log_s:>8.1f}{n / log_s:>9,.0f}")
+    print(f"then {len(ids):,} records answered by an annotator")
     print(f"{'request':<46}{'ms':>9}{'ratio':>8}")
     for name, s in rows:
         print(f"{name:<46}{s * 1000:>9.1f}{s / base:>8.1f}")
