@@ -308,6 +308,7 @@ class _Context:
             total = len(both) * len(self.labels)
             m = np.array([[total - a1 - b1 + both1, b1 - both1], [a1 - both1, both1]], dtype=np.int64)
             out["kappa"] = cohen_kappa(m)
+            levels = ["not chosen", "chosen"]
         elif self.kind == "score":
             low, high = SCORE_SCALES["trait" if self.task.startswith("trait.") else self.task]
             levels = [str(v) for v in range(low, high + 1)]
@@ -317,7 +318,11 @@ class _Context:
             out["kappa"] = cohen_kappa(m)
             out["kappa_quadratic"] = cohen_kappa(m, weights="quadratic")
         else:
-            out["kappa"] = cohen_kappa(confusion_matrix([x for x, _ in both], [y for _, y in both], self.labels))
+            levels = list(self.labels)
+            m = confusion_matrix([x for x, _ in both], [y for _, y in both], levels)
+            out["kappa"] = cohen_kappa(m)
+        # rows: coder a's values, columns: coder b's (binary per (unit, label) for multi-label tasks)
+        out["confusion"] = {"labels": levels, "matrix": m.tolist()}
         return out
 
     def within(self, coders: Sequence[str], *, top: int) -> dict[str, Any] | None:

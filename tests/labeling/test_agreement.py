@@ -225,6 +225,39 @@ def test_multi_label_kappa_and_alpha_by_hand(goemotions):
     assert hh["disagreements"][0]["values"] == {"human:x": ["joy"], "human:y": ["anger"]}
 
 
+def test_each_pair_carries_its_confusion_matrix(goemotions):
+    """Rows: coder a's values, columns: coder b's; single-label over the vocabulary, binary for label sets."""
+    a, b, c = copy.deepcopy(goemotions[:3])
+    for rec, (x, y) in zip((a, b, c), [("Question", "Question"), ("Question", "Others"), ("Others", "Others")],
+                           strict=True):  # fmt: skip
+        rec["labels"] = [
+            label("strategy", x, source="human", agent="x"),
+            label("strategy", y, source="human", agent="y"),
+        ]
+    (pair,) = agreement([a, b, c], task="strategy")["tasks"]["strategy"]["human_human"]["pairs"]
+    conf = pair["confusion"]
+    assert conf["labels"] == list(vocabularies_labels("strategy"))
+    q, o = conf["labels"].index("Question"), conf["labels"].index("Others")
+    assert conf["matrix"][q][q] == 1 and conf["matrix"][q][o] == 1 and conf["matrix"][o][o] == 1
+    assert sum(map(sum, conf["matrix"])) == 3
+
+    for rec in (a, b):
+        rec["labels"] = []
+    a["labels"] += [label("emotion", "joy", source="human", agent="x"), label("emotion", "anger", source="human",
+                                                                                agent="y")]  # fmt: skip
+    b["labels"] += [label("emotion", "joy", source="human", agent="x"), label("emotion", "joy", source="human",
+                                                                                agent="y")]  # fmt: skip
+    (pair,) = agreement([a, b], task="emotion")["tasks"]["emotion"]["human_human"]["pairs"]
+    # 56 binary units: both chose joy once; x alone chose joy once, y alone anger once; 53 chosen by neither
+    assert pair["confusion"] == {"labels": ["not chosen", "chosen"], "matrix": [[53, 1], [1, 1]]}
+
+
+def vocabularies_labels(task: str) -> tuple[str, ...]:
+    from curation import vocabularies
+
+    return vocabularies.load(task).labels
+
+
 def test_only_submitted_human_answers_count(goemotions):
     """Drafts and discarded records pulled from Argilla carry attrs status; they are not answers."""
     a, b = copy.deepcopy(goemotions[:2])

@@ -182,6 +182,12 @@ def test_disagreements_page_shows_agreement_audit_and_worst_units(store_env):
     first = rep["llm_gold"]["disagreements"][0]
     assert worst["unit"].iloc[0] == f"{first['record_id']}#t{first['turn']}"
     assert len(worst) == len(rep["llm_gold"]["disagreements"])
+    # the confusion between a chosen pair of coders (rows coder a, columns coder b)
+    (pair,) = rep["llm_gold"]["pairs"]
+    options = at.selectbox(key="dis_pair").options
+    assert options == [f"{pair['a']} (rows) vs {pair['b']} (columns): {pair['n']:,} units"]
+    assert sum(map(sum, pair["confusion"]["matrix"])) == pair["n"]
+    assert not at.exception
     # narrowing to one source recomputes on that source only
     at = run(at.selectbox(key="dis_source").set_value("esconv"))
     assert at.dataframe[0].value.iloc[0]["units"] == rep["llm_gold"]["units"]  # strategy is ESConv's only

@@ -72,10 +72,41 @@ for key, title in COMPARISONS.items():
                 **({"kappa (quadratic)": ui.fmt(p["kappa_quadratic"])} if "kappa_quadratic" in p else {}),
             }
         )
+
+
+def _heatmap(cells: list[dict], order: list[str], rows: str, cols: str) -> None:
+    """Counts as a heatmap: ``cells`` are {"row": value, "col": value, "count": n}; ``rows`` / ``cols`` are titles."""
+    base = alt.Chart(alt.Data(values=cells)).encode(
+        x=alt.X("col:N", sort=order, title=cols), y=alt.Y("row:N", sort=order, title=rows)
+    )
+    st.altair_chart(
+        base.mark_rect().encode(
+            color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")),
+            tooltip=[alt.Tooltip("row:N", title=rows), alt.Tooltip("col:N", title=cols), "count:Q"],
+        )
+        + base.mark_text(fontSize=9).encode(text="count:Q")
+    )
+
+
 st.subheader("Agreement")
 st.dataframe(summary, hide_index=True)
 if pairs:
     st.dataframe(pairs, hide_index=True)
+    by_pair = {(p["a"], p["b"]): p for key in COMPARISONS if rep[key] for p in rep[key]["pairs"]}
+    shown = st.selectbox(
+        "Confusion between two coders",
+        list(by_pair),
+        format_func=lambda ab: f"{ab[0]} (rows) vs {ab[1]} (columns): {by_pair[ab]['n']:,} units",
+        key="dis_pair",
+    )
+    conf = by_pair[shown]["confusion"]
+    labels, matrix = conf["labels"], conf["matrix"]
+    used = [i for i, lab in enumerate(labels) if sum(matrix[i]) or sum(r[i] for r in matrix)]
+    if used:
+        cells = [{"row": labels[i], "col": labels[j], "count": matrix[i][j]} for i in used for j in used]
+        if rep["kind"] == "multi_label":
+            st.caption("Label sets: one binary unit per (item, label), chosen or not by each coder.")
+        _heatmap(cells, [labels[i] for i in used], shown[0], shown[1])
 
 if coders["gold"] and coders["llm"]:
     st.subheader("Machine labels against gold")
@@ -103,22 +134,12 @@ if coders["gold"] and coders["llm"]:
         if confusion:
             labels, matrix = confusion["labels"], confusion["matrix"]
             used = [i for i, lab in enumerate(labels) if sum(matrix[i]) or sum(r[i] for r in matrix)]
-            cells = [{"gold": labels[i], "predicted": labels[j], "count": matrix[i][j]} for i in used for j in used]
+            cells = [{"row": labels[i], "col": labels[j], "count": matrix[i][j]} for i in used for j in used]
             title = "Confusion (rows gold, columns predicted" + (
                 "; items with one gold label, top-1 prediction)" if rep["kind"] == "multi_label" else ")"
             )
             st.markdown(f"**{title}**")
-            order = [labels[i] for i in used]
-            base = alt.Chart(alt.Data(values=cells)).encode(
-                x=alt.X("predicted:N", sort=order), y=alt.Y("gold:N", sort=order)
-            )
-            st.altair_chart(
-                base.mark_rect().encode(
-                    color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")),
-                    tooltip=["gold:N", "predicted:N", "count:Q"],
-                )
-                + base.mark_text(fontSize=9).encode(text="count:Q")
-            )
+            _heatmap(cells, [labels[i] for i in used], "gold", "predicted")
 
 st.subheader("Units that disagree most")
 available = [k for k in COMPARISONS if rep[k] and rep[k]["disagreements"]]
