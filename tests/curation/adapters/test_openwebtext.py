@@ -183,8 +183,10 @@ def test_memory_stays_flat_with_the_number_of_documents(tmp_path: Path, monkeypa
 
     small, large = peak_for(4_000), peak_for(16_000)
     assert small > 0 and large > 0
-    # tarfile's stream mode keeps every TarInfo: 12,000 more members would be several MB
-    assert large < small + 256 * 1024, (small, large)
+    # tarfile's stream mode keeps every TarInfo (measured: 4.3 MB for 12,000): 4x the documents would show it.
+    # tracemalloc sees every thread of the test process, and earlier tests leave some running (HTTP
+    # clients, Streamlit): a 1 MB margin absorbs their noise (seen: +300 KB) and still catches that.
+    assert large < small + 1024 * 1024, (small, large)
     assert large < 2 * 1024 * 1024, large
 
 
