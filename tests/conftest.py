@@ -33,3 +33,24 @@ def store(tmp_path: Path):
     from curation.store import SnapshotStore
 
     return SnapshotStore(str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory):
+    """A real argilla-server (own virtualenv, SQLite, Redis, the workbench search engine), one per session.
+
+    Started with ``workbench review serve --detach`` (see tests/labeling/argilla_local.py);
+    needs Debian's redis-server (``.ci/run`` installs it).
+    """
+    import sys
+
+    helpers = str(ROOT / "tests" / "labeling")
+    if helpers not in sys.path:
+        sys.path.insert(0, helpers)
+    from argilla_local import LocalArgilla
+
+    server = LocalArgilla(tmp_path_factory.mktemp("argilla-home")).start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -101,9 +101,9 @@ class Credentials:
 
 def credentials_file(environ: Mapping[str, str] | None = None) -> Path:
     """``$WORKBENCH_HOME/argilla/credentials.json`` (``WORKBENCH_HOME`` defaults to ``~/.cache/workbench``)."""
-    env = os.environ if environ is None else environ
-    home = Path(env.get("WORKBENCH_HOME") or Path.home() / ".cache" / "workbench")
-    return home / "argilla" / "credentials.json"
+    from labeling.review.server.manager import default_home
+
+    return default_home(environ) / "credentials.json"
 
 
 def resolve_credentials(

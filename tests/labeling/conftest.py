@@ -1,5 +1,6 @@
-"""Fixtures of the labeling tests: a real OpenAI-compatible HTTP server on 127.0.0.1 (see openai_server.py)
-and a real local Argilla server (see argilla_local.py)."""
+"""Fixtures of the labeling tests: a real OpenAI-compatible HTTP server on 127.0.0.1 (see openai_server.py).
+
+The real local Argilla server (``argilla_server``) is a session fixture of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from argilla_local import LocalArgilla  # noqa: E402
 from openai_server import FakeOpenAIServer  # noqa: E402
 
 FAKE_KEY = "sk-test-SECRET-123"
@@ -35,16 +35,3 @@ def fake_key(monkeypatch) -> str:
     """A distinctive fake API key in OPENAI_API_KEY, to grep for in every file a test writes."""
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     return FAKE_KEY
-
-
-@pytest.fixture(scope="session")
-def argilla_server(tmp_path_factory):
-    """A real argilla-server (own virtualenv, SQLite, Redis, the workbench search engine) for the session.
-
-    Started with ``workbench review serve --detach``; needs Debian's redis-server (``.ci/run`` installs it).
-    """
-    server = LocalArgilla(tmp_path_factory.mktemp("argilla-home")).start()
-    try:
-        yield server
-    finally:
-        server.close()

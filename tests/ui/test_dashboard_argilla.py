@@ -6,36 +6,19 @@ Needs Debian's redis-server (`.ci/run` installs it) and argilla-server's virtual
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from curation.store import SnapshotStore
 
-LABELING_TESTS = Path(__file__).resolve().parents[1] / "labeling"
 VIEWS = Path(__file__).resolve().parents[2] / "ui" / "dashboard" / "views"
 
 
-@pytest.fixture(scope="module")
-def argilla(tmp_path_factory):
-    sys.path.insert(0, str(LABELING_TESTS))
-    try:
-        from argilla_local import LocalArgilla
-    finally:
-        sys.path.remove(str(LABELING_TESTS))
-    server = LocalArgilla(tmp_path_factory.mktemp("argilla-home")).start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def test_send_a_selection_of_disagreements_to_argilla(example_store, argilla, monkeypatch):
+def test_send_a_selection_of_disagreements_to_argilla(example_store, argilla_server, monkeypatch):
     monkeypatch.setenv("WORKBENCH_STORE", str(example_store))
-    monkeypatch.setenv("ARGILLA_API_URL", argilla.api_url)
-    monkeypatch.setenv("ARGILLA_API_KEY", argilla.api_key)
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.api_url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     store = SnapshotStore(str(example_store))
     at = AppTest.from_file(str(VIEWS / "disagreements.py"), default_timeout=180).run()
     at = at.selectbox(key="snapshot_picker").set_value(store.resolve("labeled")).run()
@@ -46,7 +29,7 @@ def test_send_a_selection_of_disagreements_to_argilla(example_store, argilla, mo
     at = at.button(key="dis_send").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.success[0].value.startswith("Sent 3 units to dataset 'dashboard-selection'")
-    with argilla.client() as c:
+    with argilla_server.client() as c:
         (ds,) = [
             d for d in c.get("/me/datasets").raise_for_status().json()["items"] if d["name"] == "dashboard-selection"
         ]
@@ -55,17 +38,17 @@ def test_send_a_selection_of_disagreements_to_argilla(example_store, argilla, mo
     # sending again upserts: still three records
     at = at.button(key="dis_send").click().run()
     assert at.success
-    with argilla.client() as c:
+    with argilla_server.client() as c:
         body = c.get(f"/datasets/{ds['id']}/records", params={"limit": 100}).raise_for_status().json()
     assert body["total"] == 3
 
 
-def test_review_page_shows_argilla_progress(example_store, argilla, monkeypatch):
+def test_review_page_shows_argilla_progress(example_store, argilla_server, monkeypatch):
     """The Review page's Argilla panel: the datasets and each annotator's answers, as `review list` gives them."""
     from labeling.review.sync import Credentials, push
 
     store = SnapshotStore(str(example_store))
-    creds = Credentials(argilla.api_url, argilla.api_key)
+    creds = Credentials(argilla_server.api_url, argilla_server.api_key)
     push(
         "labeled",
         store=store,
@@ -75,18 +58,18 @@ def test_review_page_shows_argilla_progress(example_store, argilla, monkeypatch)
         sample=4,
         workspace="workbench",
     )
-    _, key = argilla.create_annotator("panel-ann")
-    with argilla.client() as c:
+    _, key = argilla_server.create_annotator("panel-ann")
+    with argilla_server.client() as c:
         (ds,) = [d for d in c.get("/me/datasets").json()["items"] if d["name"] == "progress-panel"]
         items = c.get(f"/datasets/{ds['id']}/records", params={"limit": 10}).json()["items"]
-    with argilla.client(key) as c:
+    with argilla_server.client(key) as c:
         for item, status in zip(items, ["submitted", "submitted", "draft"], strict=False):
             body = {"values": {"strategy": {"value": "Question"}}, "status": status}
             c.post(f"/records/{item['id']}/responses", json=body).raise_for_status()
 
     monkeypatch.setenv("WORKBENCH_STORE", str(example_store))
-    monkeypatch.setenv("ARGILLA_API_URL", argilla.api_url)
-    monkeypatch.setenv("ARGILLA_API_KEY", argilla.api_key)
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.api_url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     at = AppTest.from_file(str(VIEWS / "review.py"), default_timeout=180).run()
     at = at.button(key="rev_argilla").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

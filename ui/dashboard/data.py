@@ -149,13 +149,8 @@ def save_reviews(url: str, sid: str, reviews: list[dict[str, Any]], reviewer: st
     return apply_reviews(store(url), sid, items, reviewer=reviewer, tag=tag or None)
 
 
-def send_to_review(url: str, sid: str, task: str, units: list[str], dataset: str) -> Any:
-    """Push chosen units (``record`` / ``record#t<turn>``) of ``task`` to Argilla (:func:`labeling.review.sync.push`).
-
-    Imported here, at click time: the Argilla SDK loads only when a push is asked for.
-    Raises :class:`curation.errors.WorkbenchError` (the sync module's ``ReviewError``)
-    when the server cannot be reached, with the server and what failed.
-    """
+def _review_sync() -> Any:
+    """labeling.review.sync, imported when a page first talks to Argilla (the SDK is an optional extra)."""
     from curation.errors import WorkbenchError
 
     try:
@@ -164,7 +159,25 @@ def send_to_review(url: str, sid: str, task: str, units: list[str], dataset: str
         raise WorkbenchError(
             f"Argilla review is not installed ({exc}): pip install -e '.[review]' and start `workbench review serve`"
         ) from None
+    return sync
+
+
+def _click_retry(sync: Any) -> Any:
+    """A click should fail fast, not retry for a minute."""
+    return sync.Retry(attempts=2, backoff=0.2, max_backoff=1.0)
+
+
+def send_to_review(url: str, sid: str, task: str, units: list[str], dataset: str) -> Any:
+    """Push chosen units (``record`` / ``record#t<turn>``) of ``task`` to Argilla (:func:`labeling.review.sync.push`).
+
+    Imported here, at click time: the Argilla SDK loads only when a push is asked for.
+    Raises :class:`curation.errors.WorkbenchError` (the sync module's ``ReviewError``)
+    when the server cannot be reached, with the server and what failed.
+    """
+    sync = _review_sync()
     credentials = sync.resolve_credentials()
+    from curation.errors import WorkbenchError
+
     try:
         return sync.push(
             sid,
@@ -173,7 +186,7 @@ def send_to_review(url: str, sid: str, task: str, units: list[str], dataset: str
             name=dataset,
             credentials=credentials,
             units=units,
-            retry=sync.Retry(attempts=2, backoff=0.2, max_backoff=1.0),  # a click should fail fast, not in a minute
+            retry=_click_retry(sync),
         )
     except ImportError as exc:  # the argilla SDK, imported by the push itself
         raise WorkbenchError(f"the Argilla SDK is not installed ({exc}): pip install -e '.[review]'") from None
@@ -185,16 +198,9 @@ def argilla_status() -> list[dict[str, Any]]:
     Not cached: annotators answer while the page is open. Raises WorkbenchError with the
     server and what failed, or how to configure one.
     """
-    from curation.errors import WorkbenchError
-
-    try:
-        from labeling.review import sync
-    except ImportError as exc:
-        raise WorkbenchError(
-            f"Argilla review is not installed ({exc}): pip install -e '.[review]' and start `workbench review serve`"
-        ) from None
+    sync = _review_sync()
     credentials = sync.resolve_credentials()
-    datasets = sync.review_status(credentials, retry=sync.Retry(attempts=2, backoff=0.2, max_backoff=1.0))
+    datasets = sync.review_status(credentials, retry=_click_retry(sync))
     return [{**d.to_dict(), "api_url": credentials.api_url} for d in datasets]
 
 

@@ -456,13 +456,12 @@ class WorkbenchSearchEngine(BaseElasticAndOpenSearchEngine):
         with _LOCK:
             docs = list(self._index(index)["docs"].values())
             hits = [(doc, s) for doc in docs if (s := _score(doc, query)) > 0]
-            result = _response([], len(hits))
+            size = 10 if size is None else size  # Elasticsearch's default page
+            start = from_ or 0
+            page = _sort(hits, sort)[start : start + size] if size else []  # size 0: aggregations only
+            result = _response(page, len(hits))
             if aggregations:
                 result["aggregations"] = _aggregate([d for d, _ in hits], aggregations)
-            size = 10 if size is None else size
-            if size:
-                start = from_ or 0
-                result["hits"]["hits"] = _response(_sort(hits, sort)[start : start + size], 0)["hits"]["hits"]
             return result
 
     async def _request_similarity_search(

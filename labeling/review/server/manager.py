@@ -28,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -49,12 +49,14 @@ class ServerError(WorkbenchError):
     """The local Argilla server could not be installed, started or stopped."""
 
 
-def workbench_home() -> Path:
-    return Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".cache" / "workbench")
+def workbench_home(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get("WORKBENCH_HOME") or Path.home() / ".cache" / "workbench")
 
 
-def default_home() -> Path:
-    return workbench_home() / "argilla"
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The local server's state folder; its ``credentials.json`` is what push / pull fall back to."""
+    return workbench_home(environ) / "argilla"
 
 
 def default_venv() -> Path:
@@ -317,15 +319,25 @@ def _start_server(
     return info, proc
 
 
-def _stop_redis(home: Path) -> None:
-    redis_file = home / "redis.json"
-    if redis_file.exists():
-        pid = json.loads(redis_file.read_text())["pid"]
+def _terminate(pids: list[int], timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL what is left."""
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
+    for pid in pids:
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _stop_redis(home: Path, timeout: float = 10.0) -> None:
+    """Stop the Redis that ``serve`` started for ``home`` (recorded in redis.json), if any."""
+    redis_file = home / "redis.json"
+    if redis_file.exists():
+        _terminate([json.loads(redis_file.read_text())["pid"]], timeout)
         redis_file.unlink()
 
 
@@ -333,25 +345,11 @@ def stop(home: Path | None = None, *, redis: bool = True, timeout: float = 20.0)
     """Stop the server of ``home`` (and the Redis it started); None when none was running."""
     home = Path(home or default_home()).resolve()
     info = read_info(home)
-    pids = [info.pid] if info and _alive(info.pid) else []
-    redis_file = home / "redis.json"
-    if redis and redis_file.exists():
-        pids.append(json.loads(redis_file.read_text())["pid"])
-    if info is None and not pids:
+    if info is None and not (redis and (home / "redis.json").exists()):
         return None
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    _terminate([info.pid] if info and _alive(info.pid) else [], timeout)
     with contextlib.suppress(FileNotFoundError):
         (home / "server.json").unlink()
     if redis:
-        with contextlib.suppress(FileNotFoundError):
-            redis_file.unlink()
+        _stop_redis(home, timeout)
     return info
