@@ -32,6 +32,15 @@ paths come in, so the join is deterministic. ``stats`` counts the matches per ti
 
 Memory: one dialogue at a time, except the topic index (a digest and a line number per full-file
 dialogue, about 13k entries) built before a topic join.
+
+Damaged zips: a zip that cannot be opened, or a member that fails to decompress or to match its
+CRC-32 (or is encrypted, or uses a compression method zipfile lacks), raises one
+:class:`~curation.errors.InputError` naming ``archive.zip!member``, even with ``on_error="skip"``.
+A corrupt member cannot be isolated row by row: a bad CRC says some bytes are wrong, not which, and
+broken deflate data loses everything after the break, so any of its lines may be missing or garbled
+and the aligned act/emotion lines would be joined to the wrong dialogues. The three members of a
+split are read in full before the split's first record (the line-count check), so the damage is
+found before anything of that split is yielded.
 """
 
 from __future__ import annotations
@@ -39,8 +48,10 @@ from __future__ import annotations
 import ast
 import csv
 import hashlib
+import lzma
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -85,6 +96,71 @@ _EXPECTED = (
 
 # ------------------------------------------------------------------ raw inputs
 
+#: What zipfile raises while reading a damaged member: a bad CRC-32 or local header (BadZipFile),
+#: broken deflate / lzma / bzip2 data (zlib.error, LZMAError, OSError), data that ends early (EOFError).
+_ZIP_DATA_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError)
+#: ... and when opening one: also an encrypted member (RuntimeError), an unknown compression method or
+#: zip version (NotImplementedError), a central directory that points outside the file (OSError,
+#: ValueError) or a name flagged UTF-8 that is not (UnicodeDecodeError, a ValueError).
+_ZIP_OPEN_ERRORS = (*_ZIP_DATA_ERRORS, RuntimeError, NotImplementedError, ValueError)
+
+
+def _open_zip(path: Path, display: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except _ZIP_OPEN_ERRORS as exc:
+        raise InputError(f"not a readable zip archive ({_zip_detail(exc)}); {_EXPECTED}", file=display) from None
+
+
+def _zip_detail(exc: BaseException) -> str:
+    if isinstance(exc, zlib.error):
+        return f"deflate data: {exc}"
+    if isinstance(exc, lzma.LZMAError):
+        return f"lzma data: {exc}"
+    if isinstance(exc, EOFError):
+        return "the compressed data ends before the member does"
+    return str(exc) or type(exc).__name__
+
+
+def _member_error(exc: BaseException, display: str) -> InputError:
+    if isinstance(exc, RuntimeError | NotImplementedError):  # encrypted, unknown method: intact but unreadable
+        detail = _zip_detail(exc)
+        expected = "expected an unencrypted member, stored or compressed with deflate, bzip2 or lzma"
+        return InputError(f"unreadable archive member ({detail}); {expected}", file=display)
+    return InputError(
+        f"corrupt archive member ({_zip_detail(exc)}); any of its lines may be lost or garbled, "
+        "so it cannot be skipped row by row: re-download or re-create the archive",
+        file=display,
+    )
+
+
+class _ZipMemberStream:
+    """A zip member's binary stream whose read errors become one :class:`InputError` naming the member.
+
+    Wrapping the stream, not the ``with`` around it, keeps the blame on the right member when the
+    three files of a split are open together.
+    """
+
+    def __init__(self, stream: BinaryIO, display: str) -> None:
+        self._stream = stream
+        self._display = display
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._stream.read(n)
+        except _ZIP_DATA_ERRORS as exc:
+            raise _member_error(exc, self._display) from None
+
+    def readline(self) -> bytes:
+        try:
+            return self._stream.readline()
+        except _ZIP_DATA_ERRORS as exc:
+            raise _member_error(exc, self._display) from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
 
 @dataclass(frozen=True)
 class _RawFile:
@@ -98,20 +174,30 @@ class _RawFile:
     def key(self) -> tuple[str, str | None]:
         return (str(self.path.resolve()), self.member)
 
+    @property
+    def archive_display(self) -> str:
+        assert self.member is not None
+        return self.display[: -len(self.member) - 1]  # the display is "archive!member"
+
     @contextmanager
     def open(self) -> Iterator[BinaryIO]:
         if self.member is None:
             with open(self.path, "rb") as f:
                 yield f
-        else:
-            with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
-                yield f  # type: ignore[misc]
+            return
+        with _open_zip(self.path, self.archive_display) as archive:
+            try:
+                member = archive.open(self.member)
+            except _ZIP_OPEN_ERRORS as exc:
+                raise _member_error(exc, self.display) from None
+            with member:
+                yield _ZipMemberStream(member, self.display)  # type: ignore[misc]
 
     def check_not_empty(self) -> None:
         if self.member is None:
             check_not_empty(self.path, self.display)
         else:
-            with zipfile.ZipFile(self.path) as archive:
+            with _open_zip(self.path, self.archive_display) as archive:
                 if archive.getinfo(self.member).file_size == 0:
                     raise InputError("file is empty", file=self.display)
 
@@ -298,11 +384,8 @@ def _full_from_folder(folder: Path, root: Path | None) -> _FullFiles:
 def _splits_from_zip(archive: Path, root: Path | None) -> list[_SplitFiles]:
     shown = display_path(archive, root)
     check_not_empty(archive, shown)
-    try:
-        with zipfile.ZipFile(archive) as z:
-            members = [i.filename for i in z.infolist() if not i.is_dir()]
-    except zipfile.BadZipFile as exc:
-        raise InputError(f"not a readable zip archive ({exc}); {_EXPECTED}", file=shown) from None
+    with _open_zip(archive, shown) as z:
+        members = [i.filename for i in z.infolist() if not i.is_dir()]
     by_name = {m.rsplit("/", 1)[-1]: m for m in members}
     out = []
     for m in members:

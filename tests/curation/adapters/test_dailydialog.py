@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import shutil
+import struct
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -16,6 +18,7 @@ from curation.adapters import base
 from curation.adapters.base import collect
 from curation.adapters.dailydialog import DailyDialogAdapter, parse_int_array, parse_string_array
 from curation.errors import InputError
+from curation.ingest import ingest
 
 REPO = Path(__file__).resolve().parents[3]
 SLICE = REPO / "examples" / "data" / "dailydialog" / "ijcnlp_dailydialog"
@@ -242,6 +245,142 @@ def test_one_split_from_two_places_is_an_error(tmp_path):
     archive = zip_split(other, "train")
     with pytest.raises(InputError, match="split 'train' is given twice"):
         list(DailyDialogAdapter().read([SLICE / "train", archive]))
+
+
+# ------------------------------------------------------------------ damaged zips
+
+
+def zip_layout(data: bytes, member: str) -> tuple[int, int, int, int]:
+    """Where a member lies in zip bytes: (local header, central directory entry, data start, compressed size)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info, central = z.getinfo(member), z.start_dir
+    local = info.header_offset
+    name_len, extra_len = struct.unpack_from("<HH", data, local + 26)
+    while True:
+        assert data[central : central + 4] == b"PK\x01\x02"
+        n, m, k = struct.unpack_from("<HHH", data, central + 28)
+        if data[central + 46 : central + 46 + n] == member.encode():
+            break
+        central += 46 + n + m + k
+    return local, central, local + 30 + name_len + extra_len, info.compress_size
+
+
+def damage_zip(archive: Path, member: str, how: str) -> None:
+    """Damage one member of a real zip in place, as a bad download or a bad disk would."""
+    data = bytearray(archive.read_bytes())
+    local, central, start, size = zip_layout(bytes(data), member)
+    if how == "flipped byte":  # mid-stream: zlib.error or a bad CRC, depending on what the byte meant
+        data[start + size // 2] ^= 0xFF
+    elif how == "bad block type":  # the first deflate block header says BTYPE=11 (reserved): zlib.error
+        data[start] = 0b111
+    elif how == "bad crc":  # both copies of the CRC, so only the data check can catch it
+        crc = struct.unpack_from("<I", data, central + 16)[0] ^ 0x5A5A
+        struct.pack_into("<I", data, local + 14, crc)
+        struct.pack_into("<I", data, central + 16, crc)
+    elif how == "short data":  # the compressed size cut in both headers: EOFError
+        struct.pack_into("<I", data, local + 18, size // 2)
+        struct.pack_into("<I", data, central + 20, size // 2)
+    elif how == "bad local header":  # zipfile.BadZipFile: Bad magic number for file header
+        data[local] ^= 0xFF
+    elif how == "encrypted":  # flag bit 0: RuntimeError, password required
+        struct.pack_into("<H", data, central + 8, struct.unpack_from("<H", data, central + 8)[0] | 1)
+    elif how == "unknown method":  # NotImplementedError
+        struct.pack_into("<H", data, central + 10, 77)
+    elif how == "offset past the end":  # OSError from a seek before the start of the file
+        struct.pack_into("<I", data, central + 42, 0xFFFFFFF0)
+    else:
+        raise AssertionError(how)
+    archive.write_bytes(bytes(data))
+
+
+ZIP_DAMAGE = [
+    "flipped byte",
+    "bad block type",
+    "bad crc",
+    "short data",
+    "bad local header",
+    "encrypted",
+    "unknown method",
+]
+
+
+@pytest.mark.parametrize("how", ZIP_DAMAGE)
+@pytest.mark.parametrize("member", ["train/dialogues_train.txt", "train/dialogues_emotion_train.txt"])
+def test_a_damaged_zip_member_is_one_input_error_naming_archive_and_member(tmp_path, how, member):
+    root = tmp_path / "ijcnlp_dailydialog"
+    root.mkdir()
+    archive = zip_split(root, "train")
+    damage_zip(archive, member, how)
+    with pytest.raises(InputError) as err:
+        list(DailyDialogAdapter().read([root]))
+    assert err.value.file == f"ijcnlp_dailydialog/train.zip!{member}"
+    assert str(err.value).startswith(f"ijcnlp_dailydialog/train.zip!{member}: ")
+    assert "archive member" in err.value.reason
+
+
+def test_bad_crc_message_says_what_was_wrong(tmp_path):
+    archive = zip_split(tmp_path, "train")
+    damage_zip(archive, "train/dialogues_train.txt", "bad crc")
+    with pytest.raises(InputError) as err:
+        list(DailyDialogAdapter().read([archive]))
+    assert str(err.value).startswith(
+        f"{tmp_path.name}/train.zip!train/dialogues_train.txt: corrupt archive member (Bad CRC-32"
+    )
+    damage_zip(zip_split(tmp_path, "train"), "train/dialogues_train.txt", "bad block type")
+    with pytest.raises(
+        InputError,
+        match=r"train\.zip!train/dialogues_train\.txt: corrupt archive member \(deflate data: .*invalid block type",
+    ):
+        list(DailyDialogAdapter().read([archive]))
+
+
+def test_a_central_directory_that_points_past_the_file_is_one_error(tmp_path):
+    archive = zip_split(tmp_path, "train")
+    damage_zip(archive, "train/dialogues_act_train.txt", "offset past the end")
+    with pytest.raises(InputError, match=r"train\.zip"):
+        list(DailyDialogAdapter().read([archive]))
+
+
+def test_zip_damage_found_by_fuzzing_never_escapes_as_another_exception(tmp_path):
+    """Every single-byte change of a small real zip: records, rejections or one InputError, nothing else."""
+    archive = zip_split(tmp_path, "test")
+    data = archive.read_bytes()
+    for pos in range(0, len(data), 7):
+        damaged = bytearray(data)
+        damaged[pos] ^= 0xFF
+        archive.write_bytes(bytes(damaged))
+        try:
+            list(DailyDialogAdapter().read([archive]))
+        except InputError as exc:
+            assert exc.file and exc.file.startswith(f"{tmp_path.name}/test.zip"), (pos, exc)
+
+
+def test_a_corrupt_zip_member_is_fatal_even_when_skipping(tmp_path, store):
+    """A corrupt member may have lost or garbled any of its lines, so skipping rows cannot isolate it."""
+    root = tmp_path / "ijcnlp_dailydialog"
+    root.mkdir()
+    for split in SLICE_LINES:
+        zip_split(root, split)
+    damage_zip(root / "test.zip", "test/dialogues_test.txt", "bad crc")
+    for on_error in ("raise", "skip"):
+        with pytest.raises(InputError, match=r"test\.zip!test/dialogues_test\.txt: corrupt archive member"):
+            ingest("dailydialog", [root], store=store, tag="dd", on_error=on_error)
+    assert store.snapshot_ids() == [] and store.refs() == {}
+
+
+def test_the_real_validation_zip_damaged(tmp_path, full_data):
+    """The distributed validation.zip (2017-04-14), with its CRC edited and then a flipped data byte."""
+    real = full_data / "dailydialog" / "ijcnlp_dailydialog" / "validation.zip"
+    member = "validation/dialogues_validation.txt"
+    assert len(read([real])[0]) == 1000
+    for how in ("bad crc", "flipped byte"):
+        archive = tmp_path / how.replace(" ", "_") / "validation.zip"
+        archive.parent.mkdir()
+        shutil.copy(real, archive)
+        damage_zip(archive, member, how)
+        with pytest.raises(InputError) as err:
+            list(DailyDialogAdapter().read([archive]))
+        assert str(err.value).startswith(f"{archive.parent.name}/validation.zip!{member}: corrupt archive member")
 
 
 # ------------------------------------------------------------------ full files only
