@@ -25,7 +25,6 @@ With ``dry_run=True`` everything is computed and counted, nothing is written.
 from __future__ import annotations
 
 import multiprocessing
-import tempfile
 import tomllib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -174,7 +173,7 @@ def curate(
         for sid in parents:
             yield from store.iter_records(sid, batch_size=BATCH)
 
-    with tempfile.TemporaryDirectory(prefix="workbench-curate-") as spill_dir, _pool(workers) as pool:
+    with store.scratch_dir() as spill_dir, _pool(workers) as pool:
         if dry_run:
             sink = _CountingSink()
             final = _run(source(), steps, reports, sink, Path(spill_dir), progress, pool)

@@ -18,10 +18,16 @@ Refs are small files replaced atomically (write aside, then rename).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
+import shutil
+import socket
+import tempfile
+import time
 import uuid
 from array import array
 from collections import Counter, defaultdict
@@ -37,6 +43,14 @@ import pyarrow.parquet as pq
 
 from curation import __version__
 from curation.errors import InputError, StoreError
+from curation.integrity import (
+    INTEGRITY_VERSION,
+    HashingFile,
+    VerifyReport,
+    check_manifest,
+    file_sha256,
+    seal_of,
+)
 from curation.record import RECORD_SCHEMA, SCHEMA_VERSION, Record, from_batch, to_table
 
 #: Records a step removed: the record as it was, plus which step, why, and a human detail.
@@ -45,7 +59,12 @@ DROPPED_SCHEMA = pa.schema(
     metadata=RECORD_SCHEMA.metadata,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_STORE = "./workbench-store"
+#: A temporary folder without an owner file this old (seconds) is a leftover of an older version.
+STALE_UNOWNED_AFTER = 3600.0
+SCRATCH_PREFIX = "workbench-scratch-"
 ID_LENGTH = 16
 _REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -61,7 +80,7 @@ def canonical_json(value: Any) -> bytes:
 
 @dataclass(frozen=True)
 class SnapshotInfo:
-    """One line of ``snapshots list``."""
+    """One line of ``snapshots list``; ``problem`` is set (and the rest mostly empty) for an unreadable manifest."""
 
     id: str
     created_at: str
@@ -71,18 +90,33 @@ class SnapshotInfo:
     refs: tuple[str, ...]
     parents: tuple[str, ...]
     step: str
+    problem: str | None = None
 
 
 class SnapshotStore:
-    """Snapshots and refs under one fsspec URL."""
+    """Snapshots and refs under one fsspec URL.
 
-    def __init__(self, url: str | None = None) -> None:
+    ``check_sums`` (default True): each file's sha256 is checked against the manifest once per store
+    object, before its first use (see :mod:`curation.integrity`); row counts and the manifest seal
+    are checked on every read regardless.
+    """
+
+    def __init__(self, url: str | None = None, *, check_sums: bool = True) -> None:
         self.url = url or default_store_url()
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.root = self.root.rstrip("/") or "/"
+        self.check_sums = check_sums
+        self._checked: set[tuple[str, int, str]] = set()  # (path, size, sha256) verified by this object
+        self._cleaned = False
+        self.last_cleanup: tuple[int, int] = (0, 0)  # stale temporaries removed, bytes freed
 
     def __repr__(self) -> str:
         return f"SnapshotStore({self.url!r})"
+
+    @property
+    def is_local(self) -> bool:
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        return "file" in protocols or "local" in protocols
 
     # ------------------------------------------------------------ paths
 
@@ -109,22 +143,50 @@ class SnapshotStore:
         return sorted(ids)
 
     def refs(self) -> dict[str, str]:
-        """Every ref name and the snapshot id it points at."""
+        """Every readable ref name and the snapshot id it points at (see :meth:`ref_problems` for the rest)."""
+        return {name: sid for name, (sid, problem) in self._ref_entries().items() if problem is None}
+
+    def ref_problems(self) -> dict[str, str]:
+        """Ref files that cannot be read, with what is wrong with each."""
+        return {name: problem for name, (_, problem) in self._ref_entries().items() if problem is not None}
+
+    def _ref_entries(self) -> dict[str, tuple[str, str | None]]:
         base = self._path("refs")
         if not self.fs.exists(base):
             return {}
-        out = {}
+        out: dict[str, tuple[str, str | None]] = {}
         for entry in self.fs.ls(base, detail=False):
             name = entry.rstrip("/").rsplit("/", 1)[-1]
             if name.endswith(".json") and not name.startswith("."):
-                out[name[: -len(".json")]] = self._read_json(entry)["id"]
+                try:
+                    out[name[: -len(".json")]] = (self._read_ref(entry), None)
+                except StoreError as exc:
+                    out[name[: -len(".json")]] = ("", str(exc))
         return dict(sorted(out.items()))
+
+    def _read_ref(self, path: str) -> str:
+        name = path.rstrip("/").rsplit("/", 1)[-1][: -len(".json")]
+        try:
+            payload = self._read_json(path)
+        except StoreError as exc:
+            hint = f"point it again with `workbench snapshots tag {name} <id>`"
+            raise StoreError(f"ref {name!r}: {exc}; {hint}") from None
+        sid = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(sid, str) or not re.fullmatch(r"[0-9a-f]{6,64}", sid):
+            raise StoreError(
+                f'ref file {path} is corrupt: expected {{"id": "<snapshot id>"}}, found {_preview(payload)}; '
+                f"point it again with `workbench snapshots tag {name} <id>`"
+            )
+        return sid
 
     def resolve(self, ref: str) -> str:
         """A snapshot id from a ref name, a full id, or a unique id prefix (6+ characters)."""
         ref_file = self._path("refs", f"{ref}.json")
         if _REF_NAME.match(ref) and self.fs.exists(ref_file):
-            return self._read_json(ref_file)["id"]
+            sid = self._read_ref(ref_file)
+            if not self.exists(sid):
+                raise StoreError(f"ref {ref!r} points at snapshot {sid}, which is not in store {self.url}")
+            return sid
         if self.exists(ref):
             return ref
         if len(ref) >= 6 and re.fullmatch(r"[0-9a-f]+", ref):
@@ -138,21 +200,31 @@ class SnapshotStore:
         raise StoreError(f"no snapshot or ref named {ref!r} in store {self.url}{hint}")
 
     def manifest(self, ref: str) -> dict[str, Any]:
-        sid = self.resolve(ref)
-        return self._read_json(self._path("snapshots", sid, "manifest.json"))
+        """A snapshot's manifest, checked (shape, id, seal, row counts): a StoreError names what is wrong."""
+        return self._manifest_of(self.resolve(ref))
+
+    def _manifest_of(self, sid: str) -> dict[str, Any]:
+        path = self._path("snapshots", sid, "manifest.json")
+        manifest = self._read_json(path)
+        check_manifest(manifest, sid=sid, path=path)
+        return manifest
 
     def list(self) -> list[SnapshotInfo]:
-        """Every snapshot, oldest first, with the refs that point at it."""
+        """Every snapshot, oldest first, with its refs; an unreadable one is listed with its problem."""
         by_id: dict[str, list[str]] = defaultdict(list)
         for name, sid in self.refs().items():
             by_id[sid].append(name)
         infos = []
         for sid in self.snapshot_ids():
-            m = self._read_json(self._path("snapshots", sid, "manifest.json"))
+            try:
+                m = self._manifest_of(sid)
+            except StoreError as exc:
+                infos.append(SnapshotInfo(sid, "", "corrupt", 0, (), tuple(by_id.get(sid, ())), (), "", str(exc)))
+                continue
             infos.append(
                 SnapshotInfo(
                     id=sid,
-                    created_at=m["created_at"],
+                    created_at=m.get("created_at", ""),
                     status=m["status"],
                     rows=m["rows"],
                     sources=tuple(sorted(m["counts"])),
@@ -163,20 +235,107 @@ class SnapshotStore:
             )
         return sorted(infos, key=lambda i: (i.created_at, i.id))
 
-    def shard_paths(self, ref: str) -> list[str]:
-        """Full paths of a snapshot's Parquet shards, e.g. for ``ray.data.read_parquet``."""
+    def verify(self, ref: str | None = None, *, recompute_id: bool = True) -> list[VerifyReport]:
+        """Recompute checksums, row counts and ids of one snapshot (``ref``) or of every one (None).
+
+        Never raises for what it finds: see each report's ``problems``; :meth:`ref_problems` lists
+        unreadable refs.
+        """
+        from curation.integrity import verify_snapshot
+
+        ids = [self.resolve(ref)] if ref is not None else self.snapshot_ids()
+        return [verify_snapshot(self, sid, recompute_id=recompute_id) for sid in ids]
+
+    # ------------------------------------------------------------ checked file access
+
+    def check_file(self, sid: str, desc: Mapping[str, Any]) -> str:
+        """The full path of a snapshot file, after checking it against its manifest entry ``desc``.
+
+        Missing file: StoreError. Size differs: StoreError (cheap, always). sha256 differs: StoreError
+        (once per store object and file, when ``check_sums``). Snapshots written before checksums were
+        recorded are only checked for existence.
+        """
+        path = self._path("snapshots", sid, desc["path"])
+        if "sha256" not in desc:
+            if not self.fs.exists(path):
+                raise StoreError(f"{path} is missing (snapshot {sid} lists it); run `workbench snapshots verify {sid}`")
+            return path
+        key = (path, int(desc["bytes"]), str(desc["sha256"]))
+        if key in self._checked:
+            return path
+        try:
+            size = int(self.fs.size(path))
+        except FileNotFoundError:
+            raise StoreError(
+                f"{path} is missing (snapshot {sid} lists it with {desc.get('rows', '?')} rows); "
+                f"run `workbench snapshots verify {sid}`"
+            ) from None
+        if size != desc["bytes"]:
+            raise StoreError(
+                f"{path} has changed since it was written ({size:,} B, the manifest says {desc['bytes']:,} B): "
+                "truncated or replaced; nothing was read from it"
+            )
+        if self.check_sums:
+            _, digest = file_sha256(self.fs, path)
+            if digest != desc["sha256"]:
+                raise StoreError(
+                    f"{path} has changed since it was written (sha256 {digest[:16]}..., the manifest says "
+                    f"{desc['sha256'][:16]}...): corrupt or replaced; nothing was read from it"
+                )
+            self._checked.add(key)
+        return path
+
+    def _parquet_rows(self, path: str) -> int:
+        """The row count in a Parquet file's footer; an unreadable file is a StoreError naming it."""
+        try:
+            with self.fs.open(path, "rb") as f:
+                return pq.ParquetFile(f).metadata.num_rows
+        except FileNotFoundError:
+            raise StoreError(f"{path} is missing") from None
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise StoreError(f"{path} is not a readable Parquet file: {exc}") from None
+
+    def shard_paths(self, ref: str, *, check: bool = True) -> list[str]:
+        """Full paths of a snapshot's Parquet shards, e.g. for ``ray.data.read_parquet``.
+
+        With ``check`` (the default) every shard is checked first (:meth:`check_file`), so an engine
+        that reads the paths itself never sees a file that is not what the manifest says.
+        """
         sid = self.resolve(ref)
-        m = self.manifest(sid)
+        m = self._manifest_of(sid)
+        if check:
+            return [self.check_file(sid, s) for s in m["shards"]]
         return [self._path("snapshots", sid, s["path"]) for s in m["shards"]]
 
     def iter_batches(
         self, ref: str, *, columns: Sequence[str] | None = None, batch_size: int = 1024
     ) -> Iterator[pa.RecordBatch]:
-        """Stream a snapshot's rows shard by shard; memory stays bounded by ``batch_size``."""
-        for path in self.shard_paths(ref):
+        """Stream a snapshot's rows shard by shard; memory stays bounded by ``batch_size``.
+
+        Each shard is checked (:meth:`check_file`, and its footer's row count) before its first row
+        is yielded.
+        """
+        sid = self.resolve(ref)
+        for shard in self._manifest_of(sid)["shards"]:
+            path = self.check_file(sid, shard)
+            yield from self._read_parquet(path, shard["rows"], columns=columns, batch_size=batch_size)
+
+    def _read_parquet(
+        self, path: str, rows: int | None, *, columns: Sequence[str] | None, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        try:
             with self.fs.open(path, "rb") as f:
                 pf = pq.ParquetFile(f)
+                if rows is not None and pf.metadata.num_rows != rows:
+                    raise StoreError(
+                        f"{path} holds {pf.metadata.num_rows:,} rows, the manifest says {rows:,}: "
+                        "the file was replaced; nothing was read from it"
+                    )
                 yield from pf.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+        except FileNotFoundError:
+            raise StoreError(f"{path} is missing") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{path} is not a readable Parquet file: {exc}") from None
 
     def iter_records(self, ref: str, *, batch_size: int = 1024) -> Iterator[Record]:
         for batch in self.iter_batches(ref, batch_size=batch_size):
@@ -187,29 +346,36 @@ class SnapshotStore:
     ) -> Iterator[pa.RecordBatch]:
         """Stream the records the steps of a snapshot removed (record columns + step, reason, detail)."""
         sid = self.resolve(ref)
-        d = self.manifest(sid).get("dropped")
+        d = self._manifest_of(sid).get("dropped")
         if not d:
             return
-        with self.fs.open(self._path("snapshots", sid, d["path"]), "rb") as f:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+        yield from self._read_parquet(self.check_file(sid, d), d.get("rows"), columns=columns, batch_size=batch_size)
 
     def read_artifact(self, ref: str, name: str) -> pa.Table:
         """A report table stored beside a snapshot (see ``manifest["artifacts"]``)."""
         sid = self.resolve(ref)
-        artifacts = self.manifest(sid).get("artifacts") or {}
+        artifacts = self._manifest_of(sid).get("artifacts") or {}
         if name not in artifacts:
             raise StoreError(f"snapshot {sid} has no artifact {name!r} (has: {', '.join(artifacts) or 'none'})")
-        with self.fs.open(self._path("snapshots", sid, artifacts[name]["path"]), "rb") as f:
-            return pq.read_table(f)
+        path = self.check_file(sid, artifacts[name])
+        try:
+            with self.fs.open(path, "rb") as f:
+                return pq.read_table(f)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{path} is not a readable Parquet file: {exc}") from None
 
     def iter_quarantine(self, ref: str) -> Iterator[dict[str, Any]]:
         sid = self.resolve(ref)
-        q = self.manifest(sid).get("quarantine")
+        q = self._manifest_of(sid).get("quarantine")
         if not q:
             return
-        with self.fs.open(self._path("snapshots", sid, q["path"]), "rt", encoding="utf-8") as f:
-            for line in f:
-                yield json.loads(line)
+        path = self.check_file(sid, q)
+        with self.fs.open(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise StoreError(f"{path}, line {n}: not JSON ({exc})") from None
 
     # ------------------------------------------------------------ refs
 
@@ -257,12 +423,15 @@ class SnapshotStore:
             for key in ("kind", "config"):
                 if key not in st:
                     raise StoreError(f"step description lacks {key!r}")
+        if not self._cleaned:
+            self._cleaned = True
+            self.clean_stale_tmp()
         return SnapshotWriter(
             self, steps=all_steps, parents=list(parents), shard_rows=shard_rows, batch_rows=batch_rows
         )
 
     def gc_tmp(self) -> int:
-        """Remove leftovers of interrupted writes; returns how many."""
+        """Remove every leftover of interrupted writes (only when no write is running); returns how many."""
         base = self._path("tmp")
         if not self.fs.exists(base):
             return 0
@@ -271,13 +440,54 @@ class SnapshotStore:
             self.fs.rm(e, recursive=True)
         return len(entries)
 
-    def _read_json(self, path: str) -> dict[str, Any]:
+    def clean_stale_tmp(self) -> tuple[int, int]:
+        """Remove the temporaries of dead processes: ``<store>/tmp/*`` and scratch folders; returns (count, bytes).
+
+        A temporary folder carries ``owner.json`` (host, pid); it is stale when its process is gone (on
+        this host), or when it has no owner file and is over an hour old (left by an older version).
+        A live writer's folder is never touched. Logged (as a warning) when something was freed.
+        """
+        count = freed = 0
+        candidates: list[tuple[Any, str]] = []
+        base = self._path("tmp")
+        if self.fs.exists(base):
+            candidates += [(self.fs, e) for e in self.fs.ls(base, detail=False)]
+        local = fsspec.filesystem("file")
+        scratch_root = tempfile.gettempdir()
+        with contextlib.suppress(OSError):
+            candidates += [
+                (local, os.path.join(scratch_root, n)) for n in os.listdir(scratch_root) if n.startswith(SCRATCH_PREFIX)
+            ]
+        for fs, entry in candidates:
+            if not _is_stale(fs, entry):
+                continue
+            size = _tree_size(fs, entry)
+            with contextlib.suppress(FileNotFoundError, OSError):
+                fs.rm(entry, recursive=True)
+                count += 1
+                freed += size
+        if count:
+            log.warning("removed %d stale temporaries of interrupted runs (%.1f MB freed)", count, freed / 1e6)
+        self.last_cleanup = (count, freed)
+        return count, freed
+
+    @contextlib.contextmanager
+    def scratch_dir(self) -> Iterator[str]:
+        """A private local folder for spill files, removed on exit and cleaned by the next writer if killed."""
+        path = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
+        _write_owner(fsspec.filesystem("file"), path)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _read_json(self, path: str) -> Any:
         try:
             with self.fs.open(path, "rb") as f:
                 return json.loads(f.read())
         except FileNotFoundError:
             raise StoreError(f"missing {path}") from None
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
             raise StoreError(f"corrupt JSON in {path}: {exc}") from None
 
 
@@ -304,6 +514,7 @@ class SnapshotWriter:
         self.batch_rows = batch_rows
         self.tmp = store._path("tmp", uuid.uuid4().hex)
         store.fs.makedirs(f"{self.tmp}/data", exist_ok=True)
+        _write_owner(store.fs, self.tmp)
         # One hash per stream, combined at commit: the id depends on what was written, not on
         # how calls to add(), drop(), quarantine() and attach() interleaved.
         self._hashes = {name: hashlib.sha256() for name in ("config", "records", "dropped", "quarantine")}
@@ -371,7 +582,7 @@ class SnapshotWriter:
     def quarantine(self, row: Mapping[str, Any]) -> None:
         """Keep a rejected raw row with its reason beside the snapshot."""
         if self._quarantine is None:
-            self._quarantine = self.store.fs.open(f"{self.tmp}/quarantine.jsonl", "wb")
+            self._quarantine = HashingFile(self.store.fs.open(f"{self.tmp}/quarantine.jsonl", "wb"))
         line = canonical_json(dict(row)) + b"\n"
         self._hashes["quarantine"].update(line)
         self._quarantine.write(line)
@@ -393,7 +604,7 @@ class SnapshotWriter:
             self._hashes["dropped"].update(batch.serialize())
         if self._dropped is None:
             self.store.fs.makedirs(f"{self.tmp}/dropped", exist_ok=True)
-            self._dropped_file = self.store.fs.open(f"{self.tmp}/dropped/part-00000.parquet", "wb")
+            self._dropped_file = HashingFile(self.store.fs.open(f"{self.tmp}/dropped/part-00000.parquet", "wb"))
             self._dropped = pq.ParquetWriter(self._dropped_file, DROPPED_SCHEMA, compression="zstd")
         self._dropped.write_table(table)
         self._dropped_rows += table.num_rows
@@ -409,9 +620,12 @@ class SnapshotWriter:
         self._artifact_digests[name] = digest.hexdigest()
         path = f"artifacts/{name}.parquet"
         self.store.fs.makedirs(f"{self.tmp}/artifacts", exist_ok=True)
-        with self.store.fs.open(f"{self.tmp}/{path}", "wb") as f:
+        f = HashingFile(self.store.fs.open(f"{self.tmp}/{path}", "wb"))
+        try:
             pq.write_table(table, f, compression="zstd")
-        self._artifacts[name] = {"path": path, "rows": table.num_rows}
+        finally:
+            f.close()
+        self._artifacts[name] = {"path": path, "rows": table.num_rows, **f.record()}
 
     def iter_written(self, *, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Read back what has been written so far (before commit), shard by shard."""
@@ -431,7 +645,7 @@ class SnapshotWriter:
             self._hashes["records"].update(batch.serialize())
         if self._pq is None:
             name = f"data/part-{self._shard_count:05d}.parquet"
-            self._pq_file = self.store.fs.open(f"{self.tmp}/{name}", "wb")
+            self._pq_file = HashingFile(self.store.fs.open(f"{self.tmp}/{name}", "wb"))
             self._pq = pq.ParquetWriter(self._pq_file, RECORD_SCHEMA, compression="zstd")
             self._shards.append({"path": name, "rows": 0})
             self._shard_count += 1
@@ -445,6 +659,7 @@ class SnapshotWriter:
         if self._pq is not None:
             self._pq.close()
             self._pq_file.close()
+            self._shards[-1].update(self._pq_file.record())
             self._pq = None
             self._pq_file = None
 
@@ -462,32 +677,68 @@ class SnapshotWriter:
             self._quarantine.close()
         if self.rows == 0 and not self._shards:
             # An empty snapshot still gets one (empty) shard so readers need no special case.
-            with self.store.fs.open(f"{self.tmp}/data/part-00000.parquet", "wb") as f:
+            f = HashingFile(self.store.fs.open(f"{self.tmp}/data/part-00000.parquet", "wb"))
+            try:
                 pq.write_table(RECORD_SCHEMA.empty_table(), f)
-            self._shards.append({"path": "data/part-00000.parquet", "rows": 0})
-        combined = {name: h.hexdigest() for name, h in self._hashes.items()}
+            finally:
+                f.close()
+            self._shards.append({"path": "data/part-00000.parquet", "rows": 0, **f.record()})
+        combined: dict[str, Any] = {name: h.hexdigest() for name, h in self._hashes.items()}
         combined["artifacts"] = dict(sorted(self._artifact_digests.items()))
         sid = hashlib.sha256(canonical_json(combined)).hexdigest()[:ID_LENGTH]
         self.snapshot_id = sid
-        final = self.store.snapshot_path(sid)
         if self.store.exists(sid):
-            self.abort()
-            self.reused = True
-            self.manifest = self.store.manifest(sid)
+            self._discard_as_duplicate(sid)
             return sid
-        self.manifest = self._manifest(sid, extra or {})
+        self.manifest = self._manifest(sid, extra or {}, combined)
         with self.store.fs.open(f"{self.tmp}/manifest.json", "wb") as f:
             f.write(json.dumps(self.manifest, indent=1, ensure_ascii=False).encode())
         self.store.fs.makedirs(self.store._path("snapshots"), exist_ok=True)
-        try:
-            self.store.fs.mv(self.tmp, final, recursive=True)
-        except (FileExistsError, OSError):
-            if not self.store.exists(sid):  # not a lost race with an identical writer
-                self.abort()
-                raise
-            self.abort()
+        if not self._publish(sid):
+            self._discard_as_duplicate(sid)
+            return sid
         self._closed = True
         return sid
+
+    def _discard_as_duplicate(self, sid: str) -> None:
+        """An identical snapshot is already published (by an earlier run, or a writer that won a race)."""
+        self.abort()
+        self.reused = True
+        self.manifest = self.store.manifest(sid)
+
+    def _publish(self, sid: str) -> bool:
+        """Move the temporary folder into place in one step; False when an identical snapshot won the race.
+
+        On a local disk this is one ``rename(2)`` of the folder, which fails (instead of moving the
+        folder *into* the other) when the target exists: a snapshot appears whole or not at all.
+        Object stores have no folder rename: files are copied one by one, the manifest last, so a
+        reader (which looks for the manifest) never sees a half-published snapshot.
+        """
+        fs, final = self.store.fs, self.store.snapshot_path(sid)
+        fs.rm(f"{self.tmp}/{OWNER_FILE}")
+        if self.store.is_local:
+            for _ in range(2):
+                try:
+                    os.rename(self.tmp, final)
+                    return True
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                if self.store.exists(sid):
+                    return False
+                # a folder without a manifest: debris of an older version's interrupted publish
+                aside = self.store._path("tmp", f"{uuid.uuid4().hex}-debris")
+                with contextlib.suppress(OSError):
+                    os.rename(final, aside)
+            raise StoreError(f"cannot publish snapshot {sid}: {final} exists and could not be moved aside")
+        if self.store.exists(sid):
+            return False
+        files = [p for p in fs.find(self.tmp) if not p.endswith("/manifest.json")]
+        for path in [*files, f"{self.tmp}/manifest.json"]:
+            fs.mv(path, final + path[len(self.tmp) :])
+        with contextlib.suppress(FileNotFoundError, OSError):
+            fs.rm(self.tmp, recursive=True)
+        return True
 
     def _close_dropped(self) -> None:
         if self._dropped is not None:
@@ -508,8 +759,8 @@ class SnapshotWriter:
                 self.store.fs.rm(self.tmp, recursive=True)
         self._closed = True
 
-    def _manifest(self, sid: str, extra: Mapping[str, Any]) -> dict[str, Any]:
-        return {
+    def _manifest(self, sid: str, extra: Mapping[str, Any], digests: Mapping[str, Any]) -> dict[str, Any]:
+        manifest = {
             "id": sid,
             "schema_version": SCHEMA_VERSION,
             "status": "draft",
@@ -536,13 +787,16 @@ class SnapshotWriter:
             },
             "shards": self._shards,
             "quarantine": (
-                {"path": "quarantine.jsonl", "rows": self._quarantine_rows} if self._quarantine_rows else None
+                {"path": "quarantine.jsonl", "rows": self._quarantine_rows, **self._quarantine.record()}
+                if self._quarantine_rows
+                else None
             ),
             "dropped": (
                 {
                     "path": "dropped/part-00000.parquet",
                     "rows": self._dropped_rows,
                     "by_step": {st: dict(sorted(c.items())) for st, c in self.dropped_counts.items()},
+                    **self._dropped_file.record(),
                 }
                 if self._dropped_rows
                 else None
@@ -550,7 +804,11 @@ class SnapshotWriter:
             "artifacts": self._artifacts,
             "validation": None,
             **extra,
+            "integrity": INTEGRITY_VERSION,
+            "digests": dict(digests),
         }
+        manifest["seal"] = seal_of(manifest)
+        return manifest
 
 
 class _IdDigests:
@@ -622,3 +880,58 @@ def code_version() -> dict[str, str | None]:
         else:
             commit = ref
     return {"workbench": __version__, "git": commit}
+
+
+OWNER_FILE = "owner.json"
+
+
+def _write_owner(fs: Any, folder: str) -> None:
+    """Mark a temporary folder with the process that owns it, so a later run can tell it is stale."""
+    payload = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": _now()}
+    with fs.open(f"{folder}/{OWNER_FILE}", "wb") as f:
+        f.write(json.dumps(payload).encode())
+
+
+def _is_stale(fs: Any, folder: str) -> bool:
+    """True when the process that made ``folder`` is gone (see :meth:`SnapshotStore.clean_stale_tmp`)."""
+    try:
+        with fs.open(f"{folder}/{OWNER_FILE}", "rb") as f:
+            owner = json.loads(f.read())
+        host, pid = owner["host"], int(owner["pid"])
+    except FileNotFoundError:
+        try:
+            info = fs.info(folder)
+        except FileNotFoundError:
+            return False
+        mtime = info.get("mtime") or info.get("created") or info.get("LastModified")
+        if hasattr(mtime, "timestamp"):
+            mtime = mtime.timestamp()
+        return mtime is not None and time.time() - float(mtime) > STALE_UNOWNED_AFTER
+    except (ValueError, KeyError, TypeError, OSError):
+        return False  # unreadable owner: leave it alone
+    if host != socket.gethostname():
+        return False  # another machine's process: cannot tell
+    return not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tree_size(fs: Any, folder: str) -> int:
+    with contextlib.suppress(OSError, FileNotFoundError):
+        return sum(int(info.get("size") or 0) for info in fs.find(folder, detail=True).values())
+    return 0
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=True, default=str) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -121,7 +120,7 @@ def run_steps_ray(
     manifest_steps = [{"kind": f"curate.{s.name}", "config": s.config.to_dict()} for s in steps]
     paths, filesystem = _shards(store, parents)
 
-    with local_ray(ray), _quiet_ray_data(), tempfile.TemporaryDirectory(prefix="workbench-ray-") as spill_dir:
+    with local_ray(ray), _quiet_ray_data(), store.scratch_dir() as spill_dir:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # the snapshot id depends on the row order
         ctx.enable_progress_bars = False

@@ -118,7 +118,9 @@ def test_quarantine_kept_beside_snapshot(any_store, records):
         w.add_many(records[:3])
         w.quarantine({"file": "train.tsv", "line": 7, "reason": "label id 28 out of range"})
         sid = w.commit()
-    assert any_store.manifest(sid)["quarantine"] == {"path": "quarantine.jsonl", "rows": 1}
+    q = any_store.manifest(sid)["quarantine"]
+    assert {k: q[k] for k in ("path", "rows")} == {"path": "quarantine.jsonl", "rows": 1}
+    assert q["bytes"] > 0 and len(q["sha256"]) == 64
     assert list(any_store.iter_quarantine(sid)) == [
         {"file": "train.tsv", "line": 7, "reason": "label id 28 out of range"}
     ]

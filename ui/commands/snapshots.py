@@ -1,4 +1,4 @@
-"""``workbench snapshots list | show REF [--json] | diff A B | tag NAME REF``: the store."""
+"""``workbench snapshots list | show REF [--json] | diff A B | tag NAME REF | verify [REF | --all]``: the store."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def list_snapshots(as_json: bool = typer.Option(False, "--json", help="Machine-r
     """Every snapshot in the store, oldest first, with its refs."""
     from rich.table import Table
 
-    infos = state.store().list()
+    store = state.store()
+    infos = store.list()
+    ref_problems = store.ref_problems()
     if as_json:
         print(json.dumps([info.__dict__ for info in infos], indent=1))
         return
@@ -28,6 +30,9 @@ def list_snapshots(as_json: bool = typer.Option(False, "--json", help="Machine-r
     for col in ("id", "refs", "created", "status", "step", "sources", "rows", "parents"):
         table.add_column(col, justify="right" if col == "rows" else "left")
     for i in infos:
+        if i.problem:
+            table.add_row(i.id, ", ".join(i.refs), "", "[red]corrupt[/]", "", "", "", "")
+            continue
         table.add_row(
             i.id,
             ", ".join(i.refs),
@@ -39,6 +44,23 @@ def list_snapshots(as_json: bool = typer.Option(False, "--json", help="Machine-r
             ", ".join(p[:8] for p in i.parents),
         )
     state.console().print(table)
+    _print_problems([f"snapshot {i.id}: {i.problem}" for i in infos if i.problem], ref_problems)
+
+
+def _print_problems(snapshot_problems: list[str], ref_problems: dict[str, str]) -> None:
+    con = state.console()
+    for line in snapshot_problems:
+        con.print("[red]corrupt[/] " + _escape(line), soft_wrap=True)
+    for name, problem in ref_problems.items():
+        con.print(f"[red]bad ref[/] {_escape(name)}: " + _escape(problem), soft_wrap=True)
+    if snapshot_problems or ref_problems:
+        con.print("run `workbench snapshots verify --all` for a full check")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 @app.command("show")
@@ -58,6 +80,14 @@ def show(
         _print_quarantine(store, manifest["id"])
         return
     _print_manifest(manifest, refs=[n for n, sid in store.refs().items() if sid == manifest["id"]], top=top)
+    from curation.integrity import quick_problems
+
+    problems = quick_problems(store, manifest["id"])
+    for line in problems:
+        state.console().print("[red]damaged[/] " + _escape(line), soft_wrap=True)
+    if problems:
+        state.console().print(f"run `workbench snapshots verify {manifest['id']}` for a full check")
+        raise typer.Exit(1)
 
 
 @app.command("diff")
@@ -124,13 +154,91 @@ def _print_manifest(m: dict[str, Any], *, refs: list[str], top: int) -> None:
         con.print(f"[bold]step[/] {step['kind']}: {json.dumps(step['config'], sort_keys=True)}")
         counters = step.get("counters") or {}
         if counters:
-            con.print("  counters: " + ", ".join(f"{k}={v:,}" for k, v in counters.items()))
+            con.print("  counters: " + _format_counters(counters), soft_wrap=True)
         for inp in step.get("inputs", [])[:8]:
             con.print(f"  input {inp['path']}  {inp['bytes']:,} B  sha256:{inp['sha256'][:16]}")
         if len(step.get("inputs", [])) > 8:
             con.print(f"  ... {len(step['inputs']) - 8} more inputs (see --json)")
     if m.get("quarantine"):
         con.print(f"[yellow]quarantine: {m['quarantine']['rows']:,} rejected rows[/] (--quarantine to list)")
+
+
+def _format_counters(counters: dict[str, Any]) -> str:
+    """``k=v`` pairs; nested counters (e.g. ``dropped_by_reason``) as ``k={a=1, b=2}``, empty ones left out."""
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k}={fmt(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return str(value)
+        return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+
+    return ", ".join(f"{k}={fmt(v)}" for k, v in counters.items() if v != {})
+
+
+@app.command("verify")
+def verify(
+    ref: str = typer.Argument(None, help="Snapshot id, id prefix or ref (or --all)."),
+    all_: bool = typer.Option(False, "--all", help="Every snapshot and ref in the store."),
+    quick: bool = typer.Option(False, "--quick", help="Checksums and row counts only; do not recompute ids."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Recompute checksums, row counts and content ids; list what is wrong (exit 1 if anything is)."""
+    import time
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    if (ref is None) == (not all_):
+        raise typer.BadParameter("give a snapshot REF or --all (not both)")
+    store = state.store()
+    start = time.perf_counter()
+    reports = store.verify(None if all_ else ref, recompute_id=not quick)
+    ref_problems = store.ref_problems() if all_ else {}
+    if all_:
+        refs = store.refs()
+        ref_problems.update(
+            {
+                name: f"points at snapshot {sid}, which is not in the store"
+                for name, sid in refs.items()
+                if not store.exists(sid)
+            }
+        )
+    bad = [r for r in reports if not r.ok]
+    if as_json:
+        payload = {"snapshots": [{**asdict(r), "ok": r.ok} for r in reports], "refs": ref_problems}
+        print(json.dumps(payload, indent=1))
+    else:
+        table = Table(title=f"verify {store.url}", title_justify="left")
+        for col in ("id", "status", "files", "MB", "rows", "id recomputed", "s"):
+            table.add_column(col, justify="left" if col in ("id", "status") else "right")
+        for r in reports:
+            status = "[green]ok[/]" if r.ok else f"[red]{len(r.problems)} problem(s)[/]"
+            table.add_row(
+                r.id,
+                status,
+                f"{r.files}",
+                f"{r.bytes / 1e6:,.1f}",
+                f"{r.rows:,}",
+                "yes" if r.id_recomputed else "no",
+                f"{r.seconds:.2f}",
+            )
+        con = state.console()
+        con.print(table)
+        for r in reports:
+            for line in r.problems:
+                con.print(f"[red]{r.id}[/] " + _escape(line), soft_wrap=True)
+            for line in r.notes:
+                con.print(f"[yellow]{r.id}[/] " + _escape(line), soft_wrap=True)
+        for name, problem in ref_problems.items():
+            con.print(f"[red]bad ref[/] {_escape(name)}: " + _escape(problem), soft_wrap=True)
+        total_mb = sum(r.bytes for r in reports) / 1e6
+        con.print(
+            f"{len(reports)} snapshot(s), {total_mb:,.1f} MB checked in {time.perf_counter() - start:.2f} s: "
+            + ("all good" if not bad and not ref_problems else f"{len(bad)} damaged, {len(ref_problems)} bad ref(s)")
+        )
+    if bad or ref_problems:
+        raise typer.Exit(1)
 
 
 def _print_quarantine(store: Any, sid: str) -> None:
