@@ -38,10 +38,13 @@ small files it is 2-3x slower and keeps every ``TarInfo``. Piping through an
 ``xz -dc`` building full records, ~77 % for the tar reader alone.
 
 **Damage.** A document that is not UTF-8 is a :class:`Rejected` naming its
-member. A truncated or corrupt archive yields the documents before the
-damage, then a :class:`Rejected` naming the archive, the byte offset and what
-was expected. Input that is not an xz/tar archive of documents at all (a zip,
-an xz of plain text) raises :class:`InputError` at once.
+member. A truncated or corrupt archive (xz data that fails to decompress or
+its check, a tar header with a bad checksum or size) yields the documents
+before the damage, then a :class:`Rejected` naming the archive, the byte
+offset and what was expected. An archive counts as xz, and its errors as
+damage, once its 12-byte xz stream header is intact; input that is not an
+xz/tar archive of documents at all (a zip, an xz of plain text, a ``.xz``
+that is not xz) raises :class:`InputError` at once.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import lzma
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -117,6 +121,7 @@ def xz_chunks(raw: _Readable) -> Iterator[bytes]:
     """
     decompressor = lzma.LZMADecompressor(lzma.FORMAT_XZ)
     stream_started = False
+    is_xz: bool | None = None  # whether the first stream header is intact: then errors are damage
     compressed = 0
     produced = 0
     data = b""
@@ -130,6 +135,8 @@ def xz_chunks(raw: _Readable) -> Iterator[bytes]:
         if not data and decompressor.needs_input:
             data = raw.read(READ_SIZE)
             compressed += len(data)
+            if is_xz is None:
+                is_xz = _xz_stream_header_ok(data)
             if not data:
                 if not stream_started:
                     return
@@ -143,7 +150,7 @@ def xz_chunks(raw: _Readable) -> Iterator[bytes]:
         try:
             out = decompressor.decompress(data, max_length=OUTPUT_SIZE)
         except lzma.LZMAError as exc:
-            if produced == 0 and compressed <= READ_SIZE:
+            if not is_xz:
                 raise NotATar(f"not xz-compressed data ({exc})") from None
             raise ArchiveDamaged(
                 f"corrupt xz data at or before compressed byte {compressed} ({exc}); expected a valid xz stream",
@@ -153,6 +160,17 @@ def xz_chunks(raw: _Readable) -> Iterator[bytes]:
         if out:
             produced += len(out)
             yield out
+
+
+def _xz_stream_header_ok(data: bytes) -> bool:
+    """The 12-byte xz stream header: magic, flags (zero byte, check type 0-15), CRC-32 of the flags."""
+    return (
+        len(data) >= 12
+        and data[:6] == XZ_MAGIC
+        and data[6] == 0
+        and data[7] < 0x10
+        and zlib.crc32(data[6:8]) == int.from_bytes(data[8:12], "little")
+    )
 
 
 def prefetch(chunks: Iterator[bytes], *, depth: int = 4) -> Iterator[bytes]:
@@ -365,6 +383,11 @@ def _iter_tar(
             continue
         name = long_name or pax.get("path") or _header_name(header)
         if "size" in pax:
+            if not (pax["size"].isascii() and pax["size"].isdigit()):
+                raise ArchiveDamaged(
+                    f"corrupt pax header at byte {member_offset}: size {pax['size']!r} is not a byte count",
+                    offset=member_offset,
+                )
             size = int(pax["size"])
         start, long_name, pax, member_offset = member_offset, None, {}, None
         reading[:] = [name]

@@ -291,3 +291,44 @@ def test_xz_chunks_accepts_concatenated_streams() -> None:
     half = len(raw) // 2
     joined = lzma.compress(raw[:half]) + b"\x00" * 8 + lzma.compress(raw[half:])
     assert b"".join(xz_chunks(io.BytesIO(joined))) == raw
+
+
+# ------------------------------------------------------- damage inside a chunk
+
+
+def test_a_corrupt_chunk_is_a_rejection_naming_it_not_a_wrong_format(tmp_path: Path) -> None:
+    """A flipped byte in a real chunk's xz data is damage (like a truncation), not "not an xz file"."""
+    data = bytearray(EXAMPLE.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "urlsf_subset00-2_data.xz").write_bytes(bytes(data))
+    (tmp_path / "urlsf_subset00-1_data.xz").write_bytes(EXAMPLE.read_bytes())
+    records, rejected, _ = read_all(tmp_path)
+    assert len(records) == 4  # the good chunk
+    (damage,) = rejected
+    assert damage.file == f"{tmp_path.name}/urlsf_subset00-2_data.xz"
+    assert damage.reason.startswith("corrupt xz data at or before compressed byte")
+    assert str(damage.error()).startswith(f"{tmp_path.name}/urlsf_subset00-2_data.xz: corrupt xz data")
+
+
+@pytest.mark.parametrize("size", [b"x", b"-5"])
+def test_a_pax_header_with_a_bad_size_is_damage(tmp_path: Path, size: bytes) -> None:
+    docs = real_documents()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in docs.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1555555555
+            info.pax_headers = {"size": str(len(data))}
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    second = str(len(docs[STEMS[1] + ".txt"])).encode()
+    record = b"size=" + second + b"\n"
+    assert raw.count(record) == 1
+    bad = b"size=" + size.ljust(len(second), b" ")[: len(second)] + b"\n"  # same length: the record's length holds
+    path = tmp_path / "urlsf_subset00.tar"
+    path.write_bytes(raw.replace(record, bad))
+    records, rejected, _ = read_all(path)
+    assert len(records) == 1
+    (damage,) = rejected
+    assert damage.file == "urlsf_subset00.tar"
+    assert "corrupt pax header" in damage.reason and "size" in damage.reason
