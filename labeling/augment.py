@@ -34,6 +34,13 @@ the verification label(s) (``attrs["augment"] = "verification"``).
 The new snapshot (parent = input) holds every input record plus the kept ones; its manifest step
 ``augment`` records the targets, model, provider (never the key), prompt versions, counters and the
 per-class distribution before and after.
+
+**Failing loudly**: nothing is published when the endpoint refuses the key or the model or is
+unreachable (:class:`~labeling.completion.EndpointError`), when more than ``max_failure_share`` of a
+batch's requests (generation or verification) failed or came back unparseable (a generation answer
+with no usable example; :class:`~labeling.batch.TooManyFailures`), or past ``deadline`` seconds
+(:class:`~labeling.batch.DeadlineExceeded`); what was received stays cached for a re-run. Labels carry
+the time their completion was made, so the same run twice gives the same snapshot id.
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ import asyncio
 import hashlib
 import math
 import random
+import time
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -425,13 +433,16 @@ class Candidate:
     score: int | None
     key: str  # the generation completion's cache key
     index: int  # its position in that completion's examples
+    created_at: datetime | None = None  # when the generation completion was made
 
     @property
     def text(self) -> str:
         return "\n".join(t["text"] for t in self.turns)
 
 
-def _parse_generation(spec: TaskTargets, req: _GenRequest, content: str, key: str) -> tuple[list[Candidate], list[str]]:
+def _parse_generation(
+    spec: TaskTargets, req: _GenRequest, content: str, key: str, created_at: datetime | None = None
+) -> tuple[list[Candidate], list[str]]:
     """Candidates from one generation completion, and the reasons of the examples that did not parse."""
     from labeling.tasks.parsing import extract_json_object
 
@@ -472,7 +483,7 @@ def _parse_generation(spec: TaskTargets, req: _GenRequest, content: str, key: st
                 continue
             turns = [turn(speakers[0], text.strip())]
             label_turn = None
-        out.append(Candidate(req.cls, req.source, turns, label_turn, score, key, i))
+        out.append(Candidate(req.cls, req.source, turns, label_turn, score, key, i, created_at))
     return out, failures
 
 
@@ -607,11 +618,16 @@ def augment(
     temperature: float | None = 0.7,
     free: bool | None = None,
     progress: ProgressCallback | None = None,
+    max_failure_share: float = 0.1,
+    deadline: float | None = None,
+    timeout: float = 30.0,
 ) -> AugmentResult:
     """Augment the train split of ``ref`` towards ``targets`` for ``task`` into a new snapshot (module docstring).
 
     Every completion is cached: a re-run with the same arguments sends nothing that was sent before, so
-    a run stopped by ``max_cost`` continues where it stopped when given more budget.
+    a run stopped by ``max_cost`` continues where it stopped when given more budget. ``max_failure_share``
+    (per batch of requests), ``deadline`` (seconds for the whole run) and ``timeout`` (seconds per HTTP
+    attempt): see the module docstring, "Failing loudly".
     """
     if verify not in ("llm", "local"):
         raise WorkbenchError(f"augment: verify must be 'llm' or 'local', got {verify!r}")
@@ -622,6 +638,12 @@ def augment(
         raise WorkbenchError(f"augment: oversample must be >= 1, got {oversample}")
     if max_cost is not None and max_cost < 0:
         raise WorkbenchError(f"augment: max_cost must be >= 0 dollars, got {max_cost}")
+    if deadline is not None and deadline <= 0:
+        raise WorkbenchError(f"augment: deadline must be > 0 seconds, got {deadline}")
+    from labeling.batch import FailureLimit
+
+    FailureLimit(max_failure_share)  # checks the share before anything is read or sent
+    ends_at = None if deadline is None else time.monotonic() + deadline
     spec = targets if isinstance(targets, TaskTargets) else load_targets(targets, task)
     if spec.task != task:
         raise WorkbenchError(f"augment: the targets are for task {spec.task!r}, not {task!r}")
@@ -645,7 +667,6 @@ def augment(
     dedup = NearDuplicateIndex((text_of(r) for r in records), threshold=dedup_threshold)
     counters: Counter[str] = Counter()
     generator = f"{model}@{template.version}"
-    created = datetime.now(UTC).replace(microsecond=0)
     kept: list[Record] = []
     local_labeler = _fit_local(label_task, records) if verify == "local" else None
 
@@ -672,7 +693,7 @@ def augment(
     async def run() -> tuple[str, dict[str, Any], float | None, bool]:
         from contextlib import aclosing
 
-        from labeling.batch import CompletionRequest, complete_many
+        from labeling.batch import CompletionRequest, DeadlineExceeded, complete_many
         from labeling.client import LLMClient
         from labeling.completion import Completion
         from labeling.pricing import PriceTable
@@ -682,13 +703,25 @@ def augment(
         spent: float | None = 0.0
         stopped = False
         async with LLMClient(
-            model=model, base_url=base_url, concurrency=concurrency, temperature=temperature, free=free
+            model=model,
+            base_url=base_url,
+            concurrency=concurrency,
+            temperature=temperature,
+            free=free,
+            timeout=timeout,
         ) as client:
             with open_cache(store) as cache:
 
-                async def batch(requests: list[Any]) -> dict[int, Any]:
+                async def batch(requests: list[Any]) -> tuple[dict[int, Any], FailureLimit]:
                     nonlocal spent, stopped
                     left = None if max_cost is None else max(0.0, max_cost - (spent or 0.0))
+                    time_left = None if ends_at is None else ends_at - time.monotonic()
+                    if time_left is not None and time_left <= 0:
+                        raise DeadlineExceeded(
+                            f"{client.endpoint}: the deadline of {deadline:g} s passed; the completions received "
+                            "are cached: a re-run resumes"
+                        )
+                    limit = FailureLimit(max_failure_share)
                     results: dict[int, Any] = {}
                     last: list[Any] = [None]
 
@@ -696,7 +729,14 @@ def augment(
                         last[0] = p
 
                     stream = complete_many(
-                        client, cache, requests, max_cost=left, prices=prices, on_progress=on_progress
+                        client,
+                        cache,
+                        requests,
+                        max_cost=left,
+                        prices=prices,
+                        on_progress=on_progress,
+                        failure_limit=limit,
+                        deadline=time_left,
                     )
                     async with aclosing(stream) as it:
                         async for i, res in it:
@@ -710,7 +750,7 @@ def augment(
                         counters["request_failures"] += p.failures
                         spent = None if spent is None or p.cost_usd is None else spent + p.cost_usd
                         stopped = stopped or p.budget_stopped
-                    return results
+                    return results, limit
 
                 for round_no in range(rounds):
                     if stopped:
@@ -730,7 +770,7 @@ def augment(
                         for i, r in enumerate(reqs)
                     ]
                     schema = generation_schema(task)
-                    results = await batch(
+                    results, limit = await batch(
                         [
                             CompletionRequest(
                                 m, json_schema=schema, prompt_version=template.version, schema_name="examples"
@@ -747,8 +787,10 @@ def augment(
                                 "generation_not_sent_budget" if kind == "budget" else f"generation_failed_{kind}"
                             ] += 1
                             continue
-                        got, failures = _parse_generation(spec, req, res.content, res.key)
+                        got, failures = _parse_generation(spec, req, res.content, res.key, res.created_at)
                         counters["generation_parse_failures"] += len(failures)
+                        if not got:  # an answer with no usable example is a failed request
+                            limit.parse_failed(failures[0] if failures else "no examples", example=res.content)
                         candidates += got[:per_request]
                         report[req.cls].generated += len(got[:per_request])
                     # near duplicates of the input, of kept examples and of each other
@@ -760,7 +802,7 @@ def augment(
                         else:
                             fresh.append(c)
                     dedup.add([c.text for c in fresh])
-                    verified = await _verify(fresh, batch, label_task, local_labeler, model, created, counters)
+                    verified = await _verify(fresh, batch, label_task, local_labeler, model, counters)
                     for c, labels in zip(fresh, verified, strict=True):
                         if labels is None:
                             continue
@@ -771,7 +813,7 @@ def augment(
                         if need(c.cls) <= 0:
                             counters["surplus"] += 1
                             continue
-                        kept.append(_synthetic_record(spec, c, labels, generator, created))
+                        kept.append(_synthetic_record(spec, c, labels, generator))
                         report[c.cls].kept += 1
                     if progress:
                         progress({"round": round_no, "kept": len(kept), **counters})
@@ -875,7 +917,6 @@ async def _verify(
     task: Task,
     local_labeler: Any,
     model: str,
-    created: datetime,
     counters: Counter[str],
 ) -> list[list[Label] | None]:
     """The verification labels of each candidate (None: not verified: budget, failure or parse error)."""
@@ -899,7 +940,9 @@ async def _verify(
         )
         for _, item in work
     ]
-    results = await batch(requests) if requests else {}
+    if not requests:
+        return [None] * len(records)
+    results, limit = await batch(requests)
     out: list[list[Label] | None] = [None] * len(records)
     agent = f"{model}@{task.prompt_version}"
     for i, (n, item) in enumerate(work):
@@ -910,23 +953,22 @@ async def _verify(
             continue
         try:
             labels = task.parse(res.content, item, agent=agent)
-        except ParseError:
+        except ParseError as exc:
             counters["verification_parse_failures"] += 1
+            limit.parse_failed(str(exc), example=res.content)  # raises past the limit
             continue
         for lab in labels:
-            lab["created_at"] = created
+            lab["created_at"] = res.created_at
             lab["attrs"] = {**(lab.get("attrs") or {}), "cache_key": res.key, "augment": VERIFICATION}
         out[n] = labels
     return out
 
 
-def _synthetic_record(
-    spec: TaskTargets, c: Candidate, verification: list[Label], generator: str, created: datetime
-) -> Record:
+def _synthetic_record(spec: TaskTargets, c: Candidate, verification: list[Label], generator: str) -> Record:
     attrs = {"augment": GENERATED, "target": c.cls, "cache_key": c.key}
     if spec.task in CLASS_TASKS:
         generated = label(
-            spec.task, c.cls, source="llm", agent=generator, turn=c.label_turn, created_at=created, attrs=attrs
+            spec.task, c.cls, source="llm", agent=generator, turn=c.label_turn, created_at=c.created_at, attrs=attrs
         )
     else:
         name = trait_task(c.cls.split(":")[0]) if spec.task == "traits" else spec.task
@@ -937,7 +979,7 @@ def _synthetic_record(
             agent=generator,
             score=float(c.score or 0),
             turn=c.label_turn,
-            created_at=created,
+            created_at=c.created_at,
             attrs=attrs,
         )
     record = _verification_record(c)

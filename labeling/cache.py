@@ -14,6 +14,13 @@ shared by threads and coroutines behind a lock.
 
 The file also remembers, per (provider, model), which response format the server accepted, so a
 later run does not probe again.
+
+**Requests in flight are shared between processes** (table ``inflight``): before sending, a run
+claims the key (:meth:`~CompletionCache.claim`). A key another live run holds is not sent again: the
+caller defers it and later takes the completion from the cache once it is there. A claim names its
+holder (``pid@host`` and a random token) and carries a lease the holder renews while it works; a
+holder that died (same host, its pid gone) or stopped renewing (``kill -9``, a frozen process on
+another machine) loses its claims, so nothing waits forever.
 """
 
 from __future__ import annotations
@@ -21,13 +28,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from curation.errors import WorkbenchError
 from labeling.completion import RESPONSE_FORMATS, Completion, ResponseFormatKind, is_local_provider
@@ -35,6 +45,7 @@ from labeling.pricing import PriceTable
 
 CACHE_SCHEMA_VERSION = 1
 CACHE_FILENAME = "completions.sqlite"
+DEFAULT_LEASE = 60.0  # seconds a claim lives without being renewed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -58,7 +69,19 @@ CREATE TABLE IF NOT EXISTS response_formats (
     PRIMARY KEY (provider, model)
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inflight (
+    key         TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    lease_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inflight_owner ON inflight (owner);
 """
+_COMPLETION_COLUMNS = (
+    "key, content, prompt_tokens, completion_tokens, finish_reason, response_format, model, created_at"
+)
 
 
 def completion_key(
@@ -90,6 +113,33 @@ def completion_key(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _completion_of(row: Sequence[Any]) -> Completion:
+    key, content, p_tok, c_tok, finish, fmt, model, created_at = row
+    made = datetime.fromisoformat(created_at) if created_at else None
+    if made is not None and made.tzinfo is None:
+        made = made.replace(tzinfo=UTC)
+    return Completion(content, p_tok, c_tok, finish, fmt, cached=True, key=key, model=model, created_at=made)
+
+
+def _alive(pid: int, host: str) -> bool:
+    """Whether a claim's holder may still be running (another host: assumed so, its lease decides)."""
+    if host != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # a zombie (killed, not yet reaped) is dead too
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 def default_cache_path(store_url: str | None) -> Path:
     """``<store>/cache/completions.sqlite`` for a local store, else ``~/.cache/workbench/completions.sqlite``.
 
@@ -115,6 +165,19 @@ class CacheGroup:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None  # what they cost = what re-running them saves; None: model has no price
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to :meth:`CompletionCache.claim`.
+
+    ``claimed``: send it (then put the completion and release the claim); ``held``: another live run is
+    sending it (``holder`` names it); ``done``: it is in the cache now (``completion``).
+    """
+
+    status: Literal["claimed", "held", "done"]
+    completion: Completion | None = None
+    holder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,19 +248,22 @@ class CompletionCache:
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    "SELECT key, content, prompt_tokens, completion_tokens, finish_reason, response_format, model "
-                    f"FROM completions WHERE key IN ({marks})",
-                    chunk,
+                    f"SELECT {_COMPLETION_COLUMNS} FROM completions WHERE key IN ({marks})", chunk
                 ).fetchall()
-                for key, content, p_tok, c_tok, finish, fmt, model in rows:
-                    found[key] = Completion(content, p_tok, c_tok, finish, fmt, cached=True, key=key, model=model)
+                for row in rows:
+                    found[row[0]] = _completion_of(row)
         return found
 
-    def put(self, completion: Completion, *, provider: str, prompt_version: str) -> None:
-        """Store one completion now (its own committed transaction); a key already stored is kept."""
-        created_at = datetime.now(UTC).isoformat(timespec="seconds")
+    def put(self, completion: Completion, *, provider: str, prompt_version: str) -> Completion:
+        """Store one completion now (its own committed transaction); a key already stored is kept.
+
+        Returns the completion as stored: ``completion`` itself, or, when another run stored this key
+        first, that row's content and time (so this run's labels match what a re-run will read).
+        """
+        made = completion.created_at or datetime.now(UTC)
+        created_at = made.astimezone(UTC).isoformat(timespec="seconds")
         with self._lock:
-            self._conn.execute(
+            inserted = self._conn.execute(
                 "INSERT OR IGNORE INTO completions (key, provider, model, prompt_version, content, prompt_tokens, "
                 "completion_tokens, finish_reason, response_format, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -212,7 +278,71 @@ class CompletionCache:
                     completion.response_format_used,
                     created_at,
                 ),
-            )
+            ).rowcount
+            if inserted:
+                return completion
+            row = self._conn.execute(
+                f"SELECT {_COMPLETION_COLUMNS} FROM completions WHERE key = ?", (completion.key,)
+            ).fetchone()
+        return replace(_completion_of(row), cached=False, attempts=completion.attempts)
+
+    # -- requests in flight, shared between processes
+    @staticmethod
+    def new_owner() -> str:
+        """A claim holder's name for one run: ``pid@host#token`` (a process may hold several runs)."""
+        return f"{os.getpid()}@{socket.gethostname()}#{secrets.token_hex(4)}"
+
+    def claim(self, key: str, owner: str, *, lease: float = DEFAULT_LEASE) -> Claim:
+        """Take ``key`` to send it, unless it is cached already or another live run holds it (one transaction)."""
+        now = time.time()
+        pid_text, _, rest = owner.partition("@")
+        host = rest.rpartition("#")[0]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    f"SELECT {_COMPLETION_COLUMNS} FROM completions WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None:
+                    claim = Claim("done", completion=_completion_of(row))
+                else:
+                    held = self._conn.execute(
+                        "SELECT owner, pid, host, lease_until FROM inflight WHERE key = ?", (key,)
+                    ).fetchone()
+                    if held is not None and held[0] != owner and held[3] > now and _alive(held[1], held[2]):
+                        claim = Claim("held", holder=held[0])
+                    else:
+                        self._conn.execute(
+                            "INSERT OR REPLACE INTO inflight (key, owner, pid, host, started_at, lease_until) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (key, owner, int(pid_text), host, now, now + lease),
+                        )
+                        claim = Claim("claimed")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return claim
+
+    def release(self, key: str, owner: str) -> None:
+        """Give up the claim on ``key`` (after its completion is stored, or after it failed)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM inflight WHERE key = ? AND owner = ?", (key, owner))
+
+    def release_all(self, owner: str) -> None:
+        """Give up every claim of a run (it ends, is cancelled or failed)."""
+        with self._lock:
+            self._conn.execute("DELETE FROM inflight WHERE owner = ?", (owner,))
+
+    def renew(self, owner: str, *, lease: float = DEFAULT_LEASE) -> None:
+        """Extend the lease of every claim of a run (its heartbeat)."""
+        with self._lock:
+            self._conn.execute("UPDATE inflight SET lease_until = ? WHERE owner = ?", (time.time() + lease, owner))
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """(key, owner) of every claim in the file."""
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute("SELECT key, owner FROM inflight ORDER BY key")]
 
     # -- what a server accepts
     def response_format(self, provider: str, model: str) -> ResponseFormatKind | None:

@@ -146,6 +146,9 @@ def label_llm(
     concurrency: int = 8,
     progress: Callable[[Any], None] | None = None,
     free: bool | None = None,
+    max_failure_share: float = 0.1,
+    deadline: float | None = None,
+    timeout: float = 30.0,
 ) -> LabelResult:
     """Label with an OpenAI-compatible endpoint; every completion is cached as it arrives.
 
@@ -156,19 +159,30 @@ def label_llm(
     snapshot's ``label.failures`` table; requests the budget did not allow are counted as
     ``unlabeled_budget``: the snapshot is consistent either way, and a re-run with a
     larger budget sends only what is missing.
+
+    Nothing is published (and ``latest`` does not move) when the run fails: the endpoint
+    refuses the key or the model, or is unreachable
+    (:class:`~labeling.completion.EndpointError`); more than ``max_failure_share`` of the
+    items failed, requests and unparseable answers together
+    (:class:`~labeling.batch.TooManyFailures`); ``deadline`` seconds passed
+    (:class:`~labeling.batch.DeadlineExceeded`). What was received stays in the cache, so
+    a re-run resumes. ``timeout``: seconds per HTTP attempt.
+
+    Each label's ``created_at`` is when its completion was made (kept by the cache), so
+    labeling the same snapshot twice with the same configuration gives the same snapshot.
     """
     import asyncio
     from contextlib import aclosing
-    from datetime import UTC, datetime
 
     import pyarrow as pa
 
-    from labeling.batch import CompletionRequest, complete_many, estimate_many
+    from labeling.batch import CompletionRequest, FailureLimit, complete_many, estimate_many
     from labeling.client import LLMClient
-    from labeling.completion import Failure
+    from labeling.completion import Completion
     from labeling.pricing import PriceTable
     from labeling.tasks.base import ParseError
 
+    limit = FailureLimit(max_failure_share)
     parent = store.resolve(ref)
     work = [(task, item) for rec in store.iter_records(parent) for task in tasks for item in task.items(rec)]
     requests = [
@@ -181,15 +195,26 @@ def label_llm(
         for task, item in work
     ]
     prices = PriceTable.load()
+    results: dict[int, Any] = {}  # index -> Failure, or (completion, labels | ParseError)
 
-    async def run() -> tuple[Any, dict[int, Any], Any, str, dict[str, Any]]:
+    def parse(i: int, res: Any) -> None:
+        if not isinstance(res, Completion):
+            results[i] = res
+            return
+        task, item = work[i]
+        try:
+            results[i] = (res, task.parse(res.content, item, agent=f"{model}@{task.prompt_version}"))
+        except ParseError as exc:
+            results[i] = (res, exc)
+            limit.parse_failed(str(exc), example=res.content)  # raises past --max-failures
+
+    async def run() -> tuple[Any, Any, str, dict[str, Any]]:
         async with LLMClient(
-            model=model, base_url=base_url, concurrency=concurrency, dry_run=dry_run, free=free
+            model=model, base_url=base_url, concurrency=concurrency, timeout=timeout, dry_run=dry_run, free=free
         ) as client:
             with open_cache(store) as cache:
                 if dry_run:
-                    return estimate_many(client, cache, requests, prices=prices), {}, None, client.provider, {}
-                results: dict[int, Any] = {}
+                    return estimate_many(client, cache, requests, prices=prices), None, client.provider, {}
                 last: list[Any] = [None]
 
                 def on_progress(p: Any) -> None:
@@ -198,45 +223,49 @@ def label_llm(
                         progress(p)
 
                 stream = complete_many(
-                    client, cache, requests, max_cost=max_cost, prices=prices, on_progress=on_progress
+                    client,
+                    cache,
+                    requests,
+                    max_cost=max_cost,
+                    prices=prices,
+                    on_progress=on_progress,
+                    failure_limit=limit,
+                    deadline=deadline,
                 )
                 async with aclosing(stream) as it:
                     async for i, res in it:
-                        results[i] = res
-                return None, results, last[0], client.provider, dict(client.params)
+                        parse(i, res)
+                return None, last[0], client.provider, dict(client.params)
 
-    estimate, results, final, provider, params = asyncio.run(run())
+    estimate, final, provider, params = asyncio.run(run())
     if dry_run:
         return LabelResult(None, parent, Counter(items=len(work)), estimate=_asdict(estimate))
 
-    created = datetime.now(UTC).replace(microsecond=0)
     counters: Counter[str] = Counter(items=len(work))
     new_labels: dict[str, list[Label]] = {}
     failures: list[dict[str, Any]] = []
     for i, (task, item) in enumerate(work):
-        res = results.get(i)
-        if res is None or isinstance(res, Failure):
-            kind = getattr(res, "kind", "missing")
+        got = results.get(i)
+        if not isinstance(got, tuple):
+            kind = getattr(got, "kind", "missing")
             counters["unlabeled_budget" if kind == "budget" else f"failed_{kind}"] += 1
             continue
-        agent = f"{model}@{task.prompt_version}"
-        try:
-            labels = task.parse(res.content, item, agent=agent)
-        except ParseError as exc:
+        res, labels = got
+        if isinstance(labels, ParseError):
             counters["parse_failures"] += 1
             failures.append(
                 {
                     "record_id": item.record_id,
                     "turn": item.turn,
                     "task": task.name,
-                    "reason": str(exc),
+                    "reason": str(labels),
                     "raw": res.content,
                     "cache_key": res.key,
                 }
             )
             continue
         for lab in labels:
-            lab["created_at"] = created
+            lab["created_at"] = res.created_at  # when the completion was made: the same on every re-run
             lab["attrs"] = {**(lab.get("attrs") or {}), "cache_key": res.key}
         new_labels.setdefault(item.record_id, []).extend(labels)
         counters["items_labeled"] += 1
@@ -262,6 +291,7 @@ def label_llm(
         "counters": dict(sorted(counters.items())),
         "cost_usd": getattr(final, "cost_usd", None),
         "budget_usd": max_cost,
+        "max_failure_share": max_failure_share,
     }
     artifacts = {"failures": pa.Table.from_pylist(failures)} if failures else {}
     sid, reused = write_labeled(store, parent, new_labels, step=step, tag=tag, artifacts=artifacts)
