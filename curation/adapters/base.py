@@ -17,8 +17,10 @@ a time, except where a format forces grouping (documented in the adapter).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -119,9 +121,23 @@ def require_paths(paths: Sequence[Path]) -> list[Path]:
     for p in paths:
         p = Path(p)
         if not p.exists():
-            raise InputError("path does not exist", file=str(p))
+            raise InputError(unfollowable_link(p) or "path does not exist", file=str(p))
         out.append(p)
     return out
+
+
+def unfollowable_link(path: Path) -> str | None:
+    """Why ``path`` is a symbolic link that cannot be followed (a loop, a missing target); None otherwise."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        expected = "expected a file or a link to one"
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop (its target {os.readlink(path)!r} never reaches a file); {expected}"
+        return f"broken symbolic link to {os.readlink(path)!r} ({exc.strerror}); {expected}"
+    return None
 
 
 def display_path(path: Path | str, root: Path | None = None) -> str:
@@ -132,11 +148,18 @@ def display_path(path: Path | str, root: Path | None = None) -> str:
     p = Path(path)
     if root is not None:
         try:
-            rel = p.resolve().relative_to(root.resolve())
+            rel = _resolve(p).relative_to(root.resolve())
             return str(Path(root.name) / rel) if str(rel) != "." else root.name
         except ValueError:
             pass
     return p.name
+
+
+def _resolve(p: Path) -> Path:
+    """``p.resolve()``, except that a link which cannot be followed (a loop, a missing target) names itself."""
+    if p.is_symlink() and not p.exists():
+        return p.parent.resolve() / p.name
+    return p.resolve()
 
 
 def iter_text_lines(stream: io.BufferedIOBase | io.RawIOBase, file: str) -> Iterator[tuple[int, str | Rejected]]:

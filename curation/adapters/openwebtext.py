@@ -44,7 +44,11 @@ before the damage, then a :class:`Rejected` naming the archive, the byte
 offset and what was expected. An archive counts as xz, and its errors as
 damage, once its 12-byte xz stream header is intact; input that is not an
 xz/tar archive of documents at all (a zip, an xz of plain text, a ``.xz``
-that is not xz) raises :class:`InputError` at once.
+that is not xz) raises :class:`InputError` at once. In a folder, a document
+or archive name that is a symbolic link which cannot be followed (a loop, a
+missing target) is a :class:`Rejected` naming the link, counted as
+``unreadable_files``, like any entry that should be read and cannot; links to
+folders are not followed (``os.walk``), so a link to ``.`` is harmless.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from curation.adapters.base import (
     hash_split,
     register,
     require_paths,
+    unfollowable_link,
 )
 from curation.errors import InputError, SchemaError
 from curation.record import Record, make_id, provenance, turn
@@ -500,7 +505,11 @@ class OpenWebTextAdapter(Adapter):
             for file_name in sorted(files):
                 path = Path(folder) / file_name
                 display = display_path(path, root)
-                if file_name.endswith(".txt"):
+                if file_name.endswith((".txt", *_ARCHIVE_SUFFIXES)) and (problem := unfollowable_link(path)):
+                    found += 1
+                    self.stats["unreadable_files"] += 1
+                    yield Rejected(file=display, reason=problem)
+                elif file_name.endswith(".txt"):
                     found += 1
                     yield from self._read_txt(path, display, subset=Path(folder).name)
                 elif file_name.endswith(_ARCHIVE_SUFFIXES):

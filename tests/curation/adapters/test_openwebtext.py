@@ -332,3 +332,42 @@ def test_a_pax_header_with_a_bad_size_is_damage(tmp_path: Path, size: bytes) -> 
     (damage,) = rejected
     assert damage.file == "urlsf_subset00.tar"
     assert "corrupt pax header" in damage.reason and "size" in damage.reason
+
+
+# ------------------------------------------------------------------- symlinks
+
+
+def test_a_symlink_loop_in_a_folder_is_a_rejection_naming_the_link(tmp_path: Path, store) -> None:
+    from curation.ingest import ingest
+
+    folder = tmp_path / "owt"
+    folder.mkdir()
+    (folder / "urlsf_subset00-1_data.xz").write_bytes(EXAMPLE.read_bytes())
+    (folder / "a.txt").symlink_to("b.txt")
+    (folder / "b.txt").symlink_to("a.txt")
+    (folder / "loop").symlink_to("loop")  # not a document name: ignored like any other file
+    (folder / "here").symlink_to(".")  # a link to a folder is not followed
+    (folder / "gone.xz").symlink_to("missing.xz")
+    records, rejected, adapter = read_all(folder)
+    assert len(records) == 4
+    assert [(r.file, r.reason.split(" (")[0]) for r in rejected] == [
+        ("owt/a.txt", "symbolic link loop"),
+        ("owt/b.txt", "symbolic link loop"),
+        ("owt/gone.xz", "broken symbolic link to 'missing.xz'"),
+    ]
+    assert adapter.stats["unreadable_files"] == 3 and adapter.stats["ignored_files"] == 1
+
+    with pytest.raises(InputError, match=r"^owt/a\.txt: symbolic link loop"):
+        ingest("openwebtext", [folder], store=store)
+    assert store.snapshot_ids() == []
+    result = ingest("openwebtext", [folder], store=store, on_error="skip")
+    assert (result.kept, result.rejected) == (4, 3)
+    counters = store.manifest(result.snapshot_id)["steps"][0]["counters"]
+    assert counters["rejected"] == 3 and counters["unreadable_files"] == 3
+
+
+def test_a_symlink_loop_given_as_the_path(tmp_path: Path) -> None:
+    (tmp_path / "a.xz").symlink_to("b.xz")
+    (tmp_path / "b.xz").symlink_to("a.xz")
+    with pytest.raises(InputError, match=r"a\.xz: symbolic link loop"):
+        read_all(tmp_path / "a.xz")
