@@ -11,6 +11,10 @@ Errors that make the whole input unreadable (a path that does not exist, an
 empty file, the wrong format for the named source) are raised at once as
 :class:`~curation.errors.InputError`.
 
+Text is UTF-8; a byte-order mark at the start of a file is dropped by every
+reader (:data:`BOM`), as ``utf-8-sig`` decoding does, so it never reaches a
+record and never moves a line number.
+
 Adapters stream: they hold one raw record (one conversation, one document) at
 a time, except where a format forces grouping (documented in the adapter).
 """
@@ -162,12 +166,17 @@ def _resolve(p: Path) -> Path:
     return p.resolve()
 
 
+#: A UTF-8 byte-order mark, decoded: an encoding signature some editors put at the start of a file, never text.
+BOM = "\ufeff"
+
+
 def iter_text_lines(stream: io.BufferedIOBase | io.RawIOBase, file: str) -> Iterator[tuple[int, str | Rejected]]:
     """Yield ``(line_no, text)`` for each line of a binary stream decoded as UTF-8.
 
     A line with bytes that are not UTF-8 yields a :class:`Rejected` naming the
     line and byte column instead of text; the rest of the file is still read.
-    Line endings (LF or CRLF) are stripped.
+    Line endings (LF or CRLF) are stripped, and so is a byte-order mark at the
+    start of the file (as ``utf-8-sig`` decoding does).
     """
     for n, raw in enumerate(stream, start=1):
         try:
@@ -183,6 +192,8 @@ def iter_text_lines(stream: io.BufferedIOBase | io.RawIOBase, file: str) -> Iter
                 ),
             )
             continue
+        if n == 1:
+            text = text.removeprefix(BOM)
         if text.endswith("\n"):
             text = text[:-1]
             if text.endswith("\r"):

@@ -46,6 +46,7 @@ found before anything of that split is yielded.
 from __future__ import annotations
 
 import ast
+import codecs
 import csv
 import hashlib
 import lzma
@@ -60,6 +61,7 @@ from typing import BinaryIO
 
 from curation import vocabularies
 from curation.adapters.base import (
+    BOM,
     Adapter,
     Rejected,
     check_not_empty,
@@ -202,12 +204,13 @@ class _RawFile:
                     raise InputError("file is empty", file=self.display)
 
     def scan(self) -> tuple[int, bytes]:
-        """Number of lines and the first line, read in chunks (nothing kept)."""
+        """Number of lines and the first line (without a byte-order mark), read in chunks (nothing kept)."""
         lines, first, last = 0, b"", b"\n"
         with self.open() as f:
             first = f.readline()
             if first:
                 lines, last = first.count(b"\n"), first[-1:]
+                first = first.removeprefix(codecs.BOM_UTF8)
             while chunk := f.read(1 << 20):
                 lines += chunk.count(b"\n")
                 last = chunk[-1:]
@@ -681,6 +684,8 @@ class _CsvLines:
             except UnicodeDecodeError as exc:
                 text = raw.decode("utf-8", errors="replace")
                 self.bad.append((self.line, f"invalid UTF-8 at byte {exc.start} of the line (expected UTF-8 text)"))
+            if self.line == 1:
+                text = text.removeprefix(BOM)
             self.row_lines.append(text)
             yield text
 

@@ -186,8 +186,6 @@ class ESConvAdapter(Adapter):
             if not text.strip():
                 self.stats["blank_lines"] += 1
                 continue
-            if n == 1:
-                text = text.removeprefix("\ufeff")
             try:
                 conv = json.loads(text)
             except json.JSONDecodeError as exc:

@@ -33,6 +33,8 @@ with a split assigned from the comment id (:func:`hash_split`, 80/10/10) and
 is the TSVs' aggregate. To keep the original splits, give the three TSVs
 together with the CSVs.
 
+A UTF-8 byte-order mark at the start of any of these files is dropped.
+
 Label ids are read against ``emotions.txt`` when the input has one; it must
 list the canonical ``emotion`` vocabulary (same 28 names, same order), else
 the input is refused. Without it the vocabulary's order is used.
@@ -47,6 +49,7 @@ from pathlib import Path
 
 from curation import vocabularies
 from curation.adapters.base import (
+    BOM,
     Adapter,
     Rejected,
     check_not_empty,
@@ -191,7 +194,7 @@ class GoEmotionsAdapter(Adapter):
         for path, display in emotion_files:
             check_not_empty(path, display)
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                lines = path.read_text(encoding="utf-8-sig").splitlines()
             except UnicodeDecodeError as exc:
                 raise InputError(f"invalid UTF-8 at byte {exc.start} (expected UTF-8 text)", file=display) from None
             names = [n.strip() for n in lines]
@@ -446,10 +449,11 @@ class _DecodedLines:
         raw = next(self._stream)
         self._line += 1
         try:
-            return raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             self.bad.append(self._line)
-            return raw.decode("utf-8", errors="replace")
+            text = raw.decode("utf-8", errors="replace")
+        return text.removeprefix(BOM) if self._line == 1 else text
 
     def bad_between(self, start: int, end: int) -> bool:
         while self.bad and self.bad[0] < start:

@@ -10,8 +10,9 @@ The corpus is distributed as nested archives, all read here as streams:
   (as HF's dummy data does), walked in sorted order.
 
 One record per document: id ``openwebtext:<split>:<file stem>``, one turn
-(speaker ``document``) holding the text exactly as the file has it (UTF-8;
-blank-line runs are a cleaning step's business, not ingestion's),
+(speaker ``document``) holding the text exactly as the file has it (UTF-8,
+a leading byte-order mark dropped as ``utf-8-sig`` does; blank-line runs are
+a cleaning step's business, not ingestion's),
 ``context["subset"]`` = the chunk's name. Provenance ``file`` is the member
 path through the archives (``outer.tar!openwebtext/x.xz!0000005-….txt``) and
 ``offset`` the byte offset of the member's first header in the decompressed
@@ -63,6 +64,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from curation.adapters.base import (
+    BOM,
     Adapter,
     Rejected,
     check_not_empty,
@@ -590,7 +592,7 @@ class OpenWebTextAdapter(Adapter):
 
     def _document(self, data: bytes, stem: str, where: str, *, offset: int | None, subset: str) -> Record | Rejected:
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8").removeprefix(BOM)
         except UnicodeDecodeError as exc:
             return Rejected(
                 file=where,
