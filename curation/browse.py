@@ -269,8 +269,12 @@ def iter_label_records(
 
 
 def lineage(store: SnapshotStore) -> dict[str, Any]:
-    """Every snapshot as a node (refs, status, last step, rows, created) and its parent -> child edges."""
-    infos = store.list()
+    """Every readable snapshot as a node (refs, status, last step, rows, created), its parent -> child edges,
+    and ``problems``: one line per snapshot whose manifest cannot be read, and per unreadable ref."""
+    listed = store.list()
+    infos = [i for i in listed if i.problem is None]
+    problems = [f"snapshot {i.id}: {i.problem}" for i in listed if i.problem is not None]
+    problems += [f"ref {name}: {problem}" for name, problem in store.ref_problems().items()]
     known = {i.id for i in infos}
     nodes = [
         {
@@ -286,7 +290,7 @@ def lineage(store: SnapshotStore) -> dict[str, Any]:
         for i in infos
     ]
     edges = [(p, i.id) for i in infos for p in i.parents if p in known]
-    return {"nodes": nodes, "edges": edges}
+    return {"nodes": nodes, "edges": edges, "problems": problems}
 
 
 def ancestors(store: SnapshotStore, ref: str) -> list[str]:

@@ -125,6 +125,17 @@ def test_snapshots_page_on_an_empty_store(monkeypatch, tmp_path):
     assert "No snapshots in" in at.info[0].value and "workbench run" in at.info[0].value
 
 
+def test_snapshots_page_leaves_out_a_corrupt_snapshot_and_says_so(writable_store):
+    bad = writable_store.resolve("dd-raw")
+    Path(writable_store.snapshot_path(bad), "manifest.json").write_text("{not json")
+    (Path(writable_store.root) / "refs" / "junk.json").write_bytes(b"\xff\xfe garbage")
+    at = run(page("snapshots"))
+    errors = [e.value for e in at.error]
+    assert any(f"snapshot {bad}: corrupt JSON" in e for e in errors)
+    assert any("ref junk:" in e for e in errors)
+    assert bad not in at.selectbox(key="snapshot_picker").options
+
+
 # ------------------------------------------------------------------ Distributions
 
 

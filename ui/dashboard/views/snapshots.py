@@ -19,6 +19,9 @@ m = data.manifest(url, sid)
 st.header("Snapshots")
 st.caption(f"store `{url}` · {len(lineage['nodes'])} snapshots · refs are pointers, snapshots never change")
 
+for problem in lineage["problems"]:
+    st.error(f"Damaged, left out: {problem}. Run `workbench snapshots verify --all` for a full check.")
+
 st.graphviz_chart(ui.lineage_dot(lineage, selected=sid))
 st.dataframe(
     [
