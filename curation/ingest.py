@@ -121,8 +121,12 @@ def describe_inputs(paths: Sequence[Path]) -> list[dict[str, Any]]:
     out = []
     for f in files:
         h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        out.append({"path": str(f.resolve()), "bytes": f.stat().st_size, "sha256": h.hexdigest()})
+        try:
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+            size = f.stat().st_size
+        except OSError as exc:  # unreadable (permissions, a file that vanished, an I/O error)
+            raise InputError(f"cannot read this input file: {exc.strerror or exc}", file=str(f)) from None
+        out.append({"path": str(f.resolve()), "bytes": size, "sha256": h.hexdigest()})
     return out

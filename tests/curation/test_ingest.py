@@ -136,3 +136,24 @@ def test_memory_filesystem_store(examples):
     assert s.manifest("e")["counts"]["esconv"] == r.counts["esconv"]
     assert sum(1 for _ in s.iter_records("e")) == r.kept
     s.fs.rm("/ingest-test", recursive=True)
+
+
+def test_an_unreadable_input_file_is_one_error_naming_it(tmp_path, monkeypatch):
+    """Permissions cannot be denied to root (the tests' user), so the OS error is injected at open()."""
+    import builtins
+
+    from curation.errors import InputError
+    from curation.ingest import describe_inputs
+
+    locked = tmp_path / "train.tsv"
+    locked.write_text("x\n")
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):
+        if str(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    with pytest.raises(InputError, match=r"train\.tsv: cannot read this input file: Permission denied"):
+        describe_inputs([tmp_path])
