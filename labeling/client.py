@@ -452,6 +452,8 @@ class LLMClient:
         return None
 
     def _count_toward_breaker(self, failure: Failure) -> None:
+        if self._broken is not None:  # tripped by another request meanwhile
+            raise self._broken
         now = time.monotonic()
         if self._streak == 0:
             self._streak_started = now
@@ -470,7 +472,7 @@ class LLMClient:
             model=self.model,
             status=failure.status,
         )
-        log.warning("%s", self._broken)
+        log.debug("%s", self._broken)
         raise self._broken
 
     def _clean(self, message: str) -> str:

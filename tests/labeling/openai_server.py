@@ -23,7 +23,13 @@ applies; ``times=None`` means always)::
     server.add_fault(Fault.slow(5.0), times=1)                          # past the client's timeout
     server.add_fault(Fault.truncated(), times=1)                        # cut JSON, finish_reason "length"
     server.add_fault(Fault.invalid_json(), times=1)                     # prose instead of JSON
+    server.add_fault(Fault.auth(), times=None)                          # 401 invalid_api_key (echoes the key)
+    server.add_fault(Fault.model_not_found(), times=None)               # 404 model_not_found, OpenAI's words
+    server.add_fault(Fault.junk(), times=None)                          # HTTP 200 with an HTML body
     server.supports_json_schema = False   # 400 invalid_request_error naming response_format, like real servers
+
+Endpoints that do not answer at all, for the circuit breaker: :class:`HangingServer` (accepts TCP
+connections and never answers) and :func:`refusing_port` (a bound port nobody listens on).
 
 It counts requests (total and per hash of the messages) and records every Authorization header value,
 so a test can assert how many requests were sent and that the key was sent (and never written).
@@ -36,15 +42,17 @@ Run standalone (the benchmark does this, so the server has its own process and G
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import re
+import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -169,11 +177,12 @@ def estimate_tokens(text: str) -> int:
 class Fault:
     """One injected misbehaviour; build with the class methods."""
 
-    kind: str  # rate_limit | server_error | slow | truncated | invalid_json | bad_request
+    kind: str  # rate_limit, server_error, slow, truncated, invalid_json, bad_request, auth, model_not_found, junk
     status: int = 200
     retry_after: float | None = None
     delay: float = 0.0
-    message: str = ""
+    message: str = ""  # {model} and {key} are filled in from the request
+    code: str | None = None
 
     @classmethod
     def rate_limit(cls, retry_after: float | None = 1.0) -> Fault:
@@ -198,6 +207,22 @@ class Fault:
     @classmethod
     def bad_request(cls, message: str = "Invalid request") -> Fault:
         return cls("bad_request", status=400, message=message)
+
+    @classmethod
+    def auth(cls, status: int = 401) -> Fault:
+        """OpenAI's answer to a wrong key, which quotes the key (the client must not print it back)."""
+        message = "Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com."
+        return cls("auth", status=status, message=message, code="invalid_api_key")
+
+    @classmethod
+    def model_not_found(cls, status: int = 404, code: str | None = "model_not_found") -> Fault:
+        message = "The model `{model}` does not exist or you do not have access to it."
+        return cls("model_not_found", status=status, message=message, code=code)
+
+    @classmethod
+    def junk(cls) -> Fault:
+        """HTTP 200 with a body that is not JSON (a captive portal, a proxy's error page)."""
+        return cls("junk", message="<html><body>Service temporarily unavailable</body></html>")
 
 
 @dataclass
@@ -356,7 +381,7 @@ class FakeOpenAIServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            status, payload, headers, fault = self._answer(body, messages, model, response_format, kind)
+            status, payload, headers, fault = self._answer(body, messages, model, response_format, kind, authorization)
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -376,7 +401,7 @@ class FakeOpenAIServer:
             )
         return status, payload, headers
 
-    def _answer(self, body, messages, model, response_format, kind):
+    def _answer(self, body, messages, model, response_format, kind, authorization=None):
         if not isinstance(messages, list) or not messages or not isinstance(model, str):
             return 400, _error("'messages' and 'model' are required", param="messages"), {}, None
         if kind == "json_schema":
@@ -400,8 +425,14 @@ class FakeOpenAIServer:
             headers = {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
-            err_type = {429: "requests", 400: "invalid_request_error"}.get(fault.status, "server_error")
-            return fault.status, _error(fault.message, type_=err_type, code=None), headers, fault
+            err_type = {429: "requests", 400: "invalid_request_error", 401: "invalid_request_error"}.get(
+                fault.status, "server_error"
+            )
+            key = (authorization or "").removeprefix("Bearer ")
+            message = fault.message.replace("{model}", str(model)).replace("{key}", key)
+            return fault.status, _error(message, type_=err_type, code=fault.code), headers, fault
+        if fault is not None and fault.kind == "junk":
+            return 200, fault.message.encode(), {"Content-Type": "text/html"}, fault
 
         content = self.responder(messages, response_format)
         finish_reason = "stop"
@@ -457,11 +488,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read counts, not logs
         pass
 
-    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+    def _send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        headers = dict(headers or {})
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -492,6 +524,54 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, payload, headers = self.app.handle_chat(body, self.headers.get("Authorization"))
         self._send(status, payload, headers)
+
+
+class HangingServer:
+    """A TCP server that accepts connections, reads what comes, and never answers: a hung endpoint."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1"
+        self._conns: list[socket.socket] = []
+        self._closed = threading.Event()
+        self.connections = 0
+        self._thread = threading.Thread(target=self._accept, name="hanging", daemon=True)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._conns.append(conn)  # kept open, never answered
+
+    def start(self) -> HangingServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._closed.set()
+        self._sock.close()
+        for conn in self._conns:
+            conn.close()
+
+    def __enter__(self) -> HangingServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[str]:
+    """A base URL whose port refuses connections: bound (so nobody else takes it) but not listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    finally:
+        sock.close()
 
 
 def main(argv: list[str] | None = None) -> None:

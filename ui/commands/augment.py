@@ -27,8 +27,23 @@ def augment(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the few-shot draws."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, max=256, help="Requests in flight at once."),
+    max_failures: float = typer.Option(
+        0.1,
+        "--max-failures",
+        min=0.0,
+        max=1.0,
+        help="Share of a batch's requests that may fail or not parse; past it nothing is published.",
+    ),
+    deadline: float = typer.Option(
+        None, "--deadline", min=0.001, help="Seconds for the whole run; past them it stops and publishes nothing."
+    ),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds per HTTP attempt."),
 ) -> None:
-    """Fill minority classes of the TRAIN split with verified, deduplicated synthetic examples (a NEW snapshot)."""
+    """Fill minority classes of the TRAIN split with verified, deduplicated synthetic examples (a NEW snapshot).
+
+    A run that fails publishes nothing and exits non-zero (see `workbench label --help`); what was received
+    stays in the cache.
+    """
     from labeling.augment import augment as run_augment
 
     result = run_augment(
@@ -47,6 +62,9 @@ def augment(
         dedup_threshold=dedup_threshold,
         seed=seed,
         concurrency=concurrency,
+        max_failure_share=max_failures,
+        deadline=deadline,
+        timeout=timeout,
     )
     _print_result(result)
 

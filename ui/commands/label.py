@@ -26,8 +26,24 @@ def label(
     paid: bool = typer.Option(
         False, "--paid", help="Price a localhost endpoint anyway (a local proxy in front of a paid API)."
     ),
+    max_failures: float = typer.Option(
+        0.1,
+        "--max-failures",
+        min=0.0,
+        max=1.0,
+        help="Share of items that may fail (request errors + unparseable answers); past it nothing is published.",
+    ),
+    deadline: float = typer.Option(
+        None, "--deadline", min=0.001, help="Seconds for the whole run; past them it stops and publishes nothing."
+    ),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds per HTTP attempt."),
 ) -> None:
-    """Label a snapshot into a NEW snapshot (gold labels untouched)."""
+    """Label a snapshot into a NEW snapshot (gold labels untouched).
+
+    A run that fails publishes nothing and exits non-zero: a refused key or unknown model stops at once,
+    an unreachable endpoint trips a breaker, too many failures or the deadline stop it. What was received
+    stays in the cache: a re-run resumes.
+    """
     from labeling.tasks.base import get_tasks
 
     store = state.store()
@@ -55,6 +71,9 @@ def label(
                 concurrency=concurrency,
                 progress=progress,
                 free=False if paid else None,
+                max_failure_share=max_failures,
+                deadline=deadline,
+                timeout=timeout,
             )
     _print_label_result(result, dry_run=dry_run)
 
