@@ -190,7 +190,7 @@ class LLMClient:
         self.breaker_threshold = breaker_threshold or max(DEFAULT_BREAKER_THRESHOLD, concurrency)
         self._answered = False  # any HTTP answer from the endpoint yet (a 4xx or 5xx counts: it is there)
         self._streak = 0  # breaker-counted failures in a row, with no success in between
-        self._streak_started = 0.0
+        self._quiet_since: float | None = None  # start of the first attempt since the last success
         self._streak_reasons: Counter[tuple[str, str]] = Counter()  # (reason, kind) -> failures
         self._attempts_in_flight = 0
         self._broken: EndpointError | None = None  # set once: every later request raises it
@@ -374,9 +374,12 @@ class LLMClient:
             if self._broken is not None:
                 raise self._broken
             attempt += 1
+            if self._quiet_since is None:
+                self._quiet_since = time.monotonic()
             outcome = await self._attempt(body, kind, key, attempt)
             if isinstance(outcome, Completion):
                 self._streak = 0
+                self._quiet_since = None
                 return outcome
             if not isinstance(outcome, _Retry):
                 return outcome
@@ -454,9 +457,7 @@ class LLMClient:
     def _count_toward_breaker(self, failure: Failure) -> None:
         if self._broken is not None:  # tripped by another request meanwhile
             raise self._broken
-        now = time.monotonic()
         if self._streak == 0:
-            self._streak_started = now
             self._streak_reasons.clear()
         self._streak += 1
         self._streak_reasons[failure.reason, failure.kind] += 1
@@ -465,9 +466,14 @@ class LLMClient:
         if self._streak < self.breaker_threshold and not nothing_answered:
             return
         (reason, kind), _ = self._streak_reasons.most_common(1)[0]
+        quiet = time.monotonic() - (self._quiet_since or time.monotonic())
+        n = self._streak
+        if self._answered:
+            detail = f"{n} consecutive failures in {quiet:.1f} s, no success in between"
+        else:
+            detail = f"no answer in {quiet:.1f} s; {n} attempt{'s' if n > 1 else ''} failed, none answered"
         self._broken = EndpointError(
-            f"{'unreachable' if kind in _TRANSPORT else 'failing'}: {reason} ({self._streak} consecutive "
-            f"failure{'s' if self._streak > 1 else ''} in {now - self._streak_started:.1f} s, no success in between)",
+            f"{'unreachable' if kind in _TRANSPORT else 'failing'}: {reason} ({detail})",
             provider=self.provider,
             model=self.model,
             status=failure.status,
