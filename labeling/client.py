@@ -406,7 +406,7 @@ class LLMClient:
             return _Retry(Failure(f"timed out after {self.timeout:g} s", "timeout", key, attempt), kind=kind)
         except openai.APIConnectionError as exc:
             return _Retry(Failure(f"connection error: {exc.__cause__ or exc}", "connection", key, attempt), kind=kind)
-        except ValueError as exc:  # a 200 whose body is not JSON (the SDK's json.loads)
+        except json.JSONDecodeError as exc:  # a 200 whose body is not JSON (the SDK's json.loads)
             self._answered = True
             reason = f"the server answered a body that is not JSON ({exc})"
             return _Retry(Failure(reason, "invalid_response", key, attempt), kind=kind)

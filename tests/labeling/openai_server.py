@@ -220,9 +220,12 @@ class Fault:
         return cls("model_not_found", status=status, message=message, code=code)
 
     @classmethod
-    def junk(cls) -> Fault:
-        """HTTP 200 with a body that is not JSON (a captive portal, a proxy's error page)."""
-        return cls("junk", message="<html><body>Service temporarily unavailable</body></html>")
+    def junk(cls, body: str = "<html><body>Service temporarily unavailable</body></html>", json: bool = False) -> Fault:
+        """HTTP 200 with a body that is not a chat completion (a captive portal, a proxy's error page).
+
+        ``json=True`` labels it ``application/json`` (a server that writes broken JSON), else ``text/html``.
+        """
+        return cls("junk", message=body, code="application/json" if json else "text/html")
 
 
 @dataclass
@@ -432,7 +435,7 @@ class FakeOpenAIServer:
             message = fault.message.replace("{model}", str(model)).replace("{key}", key)
             return fault.status, _error(message, type_=err_type, code=fault.code), headers, fault
         if fault is not None and fault.kind == "junk":
-            return 200, fault.message.encode(), {"Content-Type": "text/html"}, fault
+            return 200, fault.message.encode(), {"Content-Type": fault.code or "text/html"}, fault
 
         content = self.responder(messages, response_format)
         finish_reason = "stop"

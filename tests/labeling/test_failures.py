@@ -166,12 +166,19 @@ def test_server_errors_everywhere_trip_the_breaker(openai_server, tmp_path):
     assert openai_server.request_count <= 6  # max(5, concurrency) attempts, plus one in flight
 
 
-def test_junk_bodies_trip_the_breaker(openai_server, tmp_path):
-    openai_server.add_fault(Fault.junk(), times=None)
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (Fault.junk(), "something that is not a chat completion: '<html><body>Service temporarily"),
+        (Fault.junk('{"choices": [', json=True), "a body that is not JSON"),
+    ],
+)
+def test_junk_bodies_trip_the_breaker(openai_server, tmp_path, fault, said):
+    openai_server.add_fault(fault, times=None)
     with CompletionCache(tmp_path / "c.sqlite") as cache:
         got, _ = _timed(_collect(_client(openai_server.base_url), cache, _requests(30)))
     assert isinstance(got, EndpointError), got
-    assert "not a chat completion" in str(got) and "Service temporarily unavailable" in str(got)
+    assert f"failing: the server answered {said}" in str(got)
 
 
 def test_the_breaker_ignores_failures_between_successes(openai_server, tmp_path):
