@@ -59,7 +59,12 @@ class EmpathyTask(Task):
         return {
             "type": "object",
             "properties": {
-                "rating": {"type": "integer", "description": f"{low} not empathetic ... {high} highly empathetic"},
+                "rating": {
+                    "type": "integer",
+                    "minimum": low,
+                    "maximum": high,
+                    "description": f"{low} not empathetic ... {high} highly empathetic",
+                },
                 "rationale": {"type": "string", "description": "one or two sentences"},
             },
             "required": ["rating", "rationale"],

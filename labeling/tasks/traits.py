@@ -50,7 +50,12 @@ class TraitsTask(Task):
         one = {
             "type": "object",
             "properties": {
-                "score": {"type": "integer", "description": f"{low} (absent) to {high} (as strong as it gets)"},
+                "score": {
+                    "type": "integer",
+                    "minimum": low,
+                    "maximum": high,
+                    "description": f"{low} (absent) to {high} (as strong as it gets)",
+                },
                 "explanation": {"type": "string", "description": "one sentence grounded in the text"},
             },
             "required": ["score", "explanation"],

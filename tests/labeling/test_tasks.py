@@ -270,3 +270,19 @@ def test_vocabulary_sizes_match_the_schemas():
     enum = emotion.json_schema()["properties"]["emotions"]["items"]["properties"]["label"]["enum"]
     assert enum == list(vocabularies.load("emotion").labels) and len(enum) == 28
     assert len(strategy.json_schema()["properties"]["strategy"]["enum"]) == 8
+
+
+def test_every_numeric_answer_is_bounded_by_the_scale_its_parser_accepts():
+    """A schema without bounds lets a server answer 0 or 11 and the parser then rejects it."""
+    from labeling.tasks.base import get_tasks, tasks_registry
+
+    def integers(schema):
+        if isinstance(schema, dict):
+            if schema.get("type") == "integer":
+                yield schema
+            for value in schema.values():
+                yield from integers(value)
+
+    for task in get_tasks(list(tasks_registry())):
+        for node in integers(task.json_schema()):
+            assert "minimum" in node and "maximum" in node, (task.name, node)
