@@ -382,7 +382,12 @@ def generation_schema(task: str) -> dict[str, Any]:
         props = {"text": {"type": "string", "description": "the new example"}}
     if task in SCORE_SCALES:
         low, high = SCORE_SCALES[task]
-        props["score"] = {"type": "integer", "description": f"the score you intend, {low}..{high}"}
+        props["score"] = {
+            "type": "integer",
+            "minimum": low,
+            "maximum": high,
+            "description": f"the score you intend, {low}..{high}",
+        }
     item = {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
     return {
         "type": "object",
