@@ -20,7 +20,18 @@ _SECTIONS = {"ingest", "curate", "label", "validate"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
 _CURATE_KEYS = {"inputs", "config", "tag", "engine", "workers"}
 _VALIDATE_KEYS = {"input", "config", "report", "tag"}
-_LABEL_KEYS = {"input", "tasks", "labeler", "model", "base_url", "tag", "max_cost"}
+_LABEL_KEYS = {
+    "input",
+    "tasks",
+    "labeler",
+    "model",
+    "base_url",
+    "tag",
+    "max_cost",
+    "max_failures",
+    "deadline",
+    "timeout",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,9 @@ class LabelStage:
     base_url: str | None = None
     tag: str | None = None
     max_cost: float | None = None
+    max_failures: float = 0.1  # the share of items that may fail before the run stops, publishing nothing
+    deadline: float | None = None  # seconds for the whole labeling stage
+    timeout: float = 30.0  # seconds per HTTP attempt
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,23 @@ def _label_stage(raw: Any, where: str) -> LabelStage:
         base_url=raw.get("base_url"),
         tag=raw.get("tag"),
         max_cost=raw.get("max_cost"),
+        max_failures=_number(raw, "max_failures", where, default=0.1, low=0.0, high=1.0),
+        deadline=_number(raw, "deadline", where, default=None, low=0.0),
+        timeout=_number(raw, "timeout", where, default=30.0, low=0.0),
     )
+
+
+def _number(raw: dict[str, Any], key: str, where: str, *, default: Any, low: float, high: float | None = None) -> Any:
+    """A number in (low, high] from a stage table (``default`` when absent); errors name the key."""
+    if key not in raw:
+        return default
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WorkbenchError(f"{where}: {key!r} must be a number, got {value!r}")
+    if value < low or (value == low and key != "max_failures") or (high is not None and value > high):
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"above {low:g}"
+        raise WorkbenchError(f"{where}: {key!r} must be {bounds}, got {value!r}")
+    return float(value)
 
 
 def _curate_stage(raw: Any, where: str, *, base: Path) -> CurateStage:

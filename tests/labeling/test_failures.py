@@ -341,6 +341,23 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, expected: str) -> 
     assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
 
 
+def test_pipeline_label_stage_takes_the_failure_policy_and_fails_loudly(ge_dev, openai_server, tmp_path):
+    """`workbench run --config` with an LLM [label] stage: the same policy, set in the TOML."""
+    store = Path(ge_dev.root)
+    before = _published(ge_dev)
+    cfg = tmp_path / "pipeline.toml"
+    stage = '[label]\ninput = "ge-dev"\ntasks = ["emotion"]\nlabeler = "llm"\nmodel = "m"\n'
+    cfg.write_text(stage + 'base_url = "http://127.0.0.1:1/v1"\nmax_failures = 1.5\n')
+    proc, _ = _wb("run", "--config", str(cfg), store=store)
+    _assert_one_line_error(proc, "[label]: 'max_failures' must be between 0 and 1, got 1.5")
+    openai_server.add_fault(Fault.invalid_json(), times=None)
+    cfg.write_text(stage + f'base_url = "{openai_server.base_url}"\nmax_failures = 0.25\ntimeout = 5\n')
+    proc, _ = _wb("run", "--config", str(cfg), store=store)
+    _assert_one_line_error(proc, "items failed")
+    assert "more than the limit of 25.0%" in proc.stderr
+    assert _published(ge_dev) == before
+
+
 # ------------------------------------------------------------------ same inputs, same snapshot
 
 

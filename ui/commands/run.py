@@ -67,6 +67,9 @@ def run(
                 base_url=stage.base_url,
                 tag=stage.tag,
                 max_cost=stage.max_cost,
+                max_failure_share=stage.max_failures,
+                deadline=stage.deadline,
+                timeout=stage.timeout,
             )
         _print_label_result(labeled, dry_run=False)
     if cfg.validate:
