@@ -51,6 +51,7 @@ from curation.integrity import (
     file_sha256,
     seal_of,
 )
+from curation.liveness import process_alive
 from curation.record import RECORD_SCHEMA, SCHEMA_VERSION, Record, from_batch, to_table
 
 #: Records a step removed: the record as it was, plus which step, why, and a human detail.
@@ -911,19 +912,7 @@ def _is_stale(fs: Any, folder: str) -> bool:
         return False  # unreadable owner: leave it alone
     if host != socket.gethostname():
         return False  # another machine's process: cannot tell
-    return not _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not process_alive(pid)
 
 
 def _tree_size(fs: Any, folder: str) -> int:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curation.errors import WorkbenchError
+from curation.liveness import process_alive
 from labeling.completion import RESPONSE_FORMATS, Completion, ResponseFormatKind, is_local_provider
 from labeling.pricing import PriceTable
 
@@ -119,25 +120,6 @@ def _completion_of(row: Sequence[Any]) -> Completion:
     if made is not None and made.tzinfo is None:
         made = made.replace(tzinfo=UTC)
     return Completion(content, p_tok, c_tok, finish, fmt, cached=True, key=key, model=model, created_at=made)
-
-
-def _alive(pid: int, host: str) -> bool:
-    """Whether a claim's holder may still be running (another host: assumed so, its lease decides)."""
-    if host != socket.gethostname():
-        return True
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    try:  # a zombie (killed, not yet reaped) is dead too
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 def default_cache_path(store_url: str | None) -> Path:
@@ -309,7 +291,7 @@ class CompletionCache:
                     held = self._conn.execute(
                         "SELECT owner, pid, host, lease_until FROM inflight WHERE key = ?", (key,)
                     ).fetchone()
-                    if held is not None and held[0] != owner and held[3] > now and _alive(held[1], held[2]):
+                    if held is not None and held[0] != owner and held[3] > now and process_alive(held[1], held[2]):
                         claim = Claim("held", holder=held[0])
                     else:
                         self._conn.execute(

@@ -34,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from curation.errors import WorkbenchError
+from curation.liveness import process_alive
 
 ARGILLA_SERVER_VERSION = "2.8.0"
 # click<8.2: argilla-server 2.8.0's typer CLI fails with "Secondary flag is not valid for non-boolean flag" on 8.2.
@@ -224,20 +225,6 @@ def read_info(home: Path | None = None) -> ServerInfo | None:
     return ServerInfo(**json.loads(path.read_text()))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child (not yet reaped) is not alive
-    with contextlib.suppress(OSError):
-        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        return status != "Z"
-    return True
-
-
 def start(
     *,
     home: Path | None = None,
@@ -252,7 +239,7 @@ def start(
     home = Path(home or default_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     running = read_info(home)
-    if running and _alive(running.pid):
+    if running and process_alive(running.pid):
         raise ServerError(
             f"an Argilla server of {home} is already running at {running.api_url} (pid {running.pid}); "
             "stop it with `workbench review stop`"
@@ -326,9 +313,9 @@ def _terminate(pids: list[int], timeout: float) -> None:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for pid in pids:
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if process_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -347,7 +334,7 @@ def stop(home: Path | None = None, *, redis: bool = True, timeout: float = 20.0)
     info = read_info(home)
     if info is None and not (redis and (home / "redis.json").exists()):
         return None
-    _terminate([info.pid] if info and _alive(info.pid) else [], timeout)
+    _terminate([info.pid] if info and process_alive(info.pid) else [], timeout)
     with contextlib.suppress(FileNotFoundError):
         (home / "server.json").unlink()
     if redis:
