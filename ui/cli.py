@@ -16,6 +16,7 @@ from ui.commands import agreement as agreement_cmd
 from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
 from ui.commands import dashboard as dashboard_cmd
+from ui.commands import export as export_cmd
 from ui.commands import ingest as ingest_cmd
 from ui.commands import label as label_cmd
 from ui.commands import review as review_cmd
@@ -71,6 +72,7 @@ app.add_typer(review_app, name="review")
 app.command("validate")(validate_cmd.validate)
 app.command("run")(run_cmd.run)
 app.command("dashboard")(dashboard_cmd.dashboard)
+app.add_typer(export_cmd.app, name="export")
 
 
 def _is_click_exception(exc: BaseException) -> bool:
