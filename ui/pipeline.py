@@ -16,7 +16,8 @@ from curation.errors import WorkbenchError
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
-_SECTIONS = {"ingest", "curate", "label", "validate"}
+_SECTIONS = {"ingest", "curate", "label", "validate", "export"}
+_EXPORT_KEYS = {"input", "tasks", "mix", "seed", "system_prompt", "tokenizer", "tag", "allow_unvalidated"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
 _CURATE_KEYS = {"inputs", "config", "tag", "engine", "workers"}
 _VALIDATE_KEYS = {"input", "config", "report", "tag"}
@@ -74,12 +75,25 @@ class ValidateStage:
 
 
 @dataclass(frozen=True)
+class ExportStage:
+    input: str
+    tasks: tuple[str, ...] = ("response", "emotion", "strategy", "traits")
+    mix: str | None = None  # "temperature:0.5"
+    seed: int = 0
+    system_prompt: str | None = None
+    tokenizer: str | None = None  # for token-length statistics; None: a whitespace proxy
+    tag: str | None = None
+    allow_unvalidated: bool = False
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     path: Path
     ingest: tuple[IngestStage, ...] = field(default_factory=tuple)
     curate: CurateStage | None = None
     label: LabelStage | None = None
     validate: ValidateStage | None = None
+    export: ExportStage | None = None
 
 
 def load_config(path: Path | None = None) -> PipelineConfig:
@@ -106,7 +120,36 @@ def load_config(path: Path | None = None) -> PipelineConfig:
     validate = (
         _validate_stage(data["validate"], f"{path}: [validate]", base=path.parent) if "validate" in data else None
     )
-    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate, label=label, validate=validate)
+    export = _export_stage(data["export"], f"{path}: [export]") if "export" in data else None
+    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate, label=label, validate=validate, export=export)
+
+
+def _export_stage(raw: Any, where: str) -> ExportStage:
+    _check_table(raw, where, allowed=_EXPORT_KEYS, required=("input",))
+    tasks = raw.get("tasks", list(ExportStage.tasks))
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise WorkbenchError(f"{where}: 'tasks' must be a non-empty list of task names")
+    mix = raw.get("mix")
+    if mix is not None:
+        from finetune.export import parse_mix
+
+        try:
+            parse_mix(mix)
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"{where}: 'mix': {exc}") from None
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise WorkbenchError(f"{where}: 'seed' must be an integer, got {seed!r}")
+    return ExportStage(
+        input=str(raw["input"]),
+        tasks=tuple(tasks),
+        mix=mix,
+        seed=seed,
+        system_prompt=raw.get("system_prompt"),
+        tokenizer=raw.get("tokenizer"),
+        tag=raw.get("tag"),
+        allow_unvalidated=bool(raw.get("allow_unvalidated", False)),
+    )
 
 
 def _validate_stage(raw: Any, where: str, *, base: Path) -> ValidateStage:

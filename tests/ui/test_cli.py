@@ -138,6 +138,22 @@ def test_exit_codes_of_commands_reach_the_shell(tmp_path, monkeypatch):
     assert proc.returncode == 1 and "no local Argilla server" in proc.stdout
 
 
+def test_run_ends_with_an_export_of_the_validated_snapshot(ran):
+    store, proc = ran
+    assert "export ref e1 ->" in proc.stdout
+    [exported] = json.loads(wb("export", "list", "--json", store=store).stdout)
+    validated = json.loads((store / "refs" / "validated.json").read_text())["id"]
+    assert exported["snapshot"] == validated and exported["refs"] == ["e1"]
+    assert exported["tasks"] == ["response", "emotion", "strategy", "traits"] and exported["rows"] > 1000
+
+
+def test_bad_export_stage_names_the_key(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[export]\ninput = "validated"\nmix = "temperature:x"\n')
+    proc = wb("run", "--config", str(cfg), store=tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "[export]: 'mix'" in proc.stderr and "p.toml" in proc.stderr
+
+
 def test_bad_pipeline_config_names_the_key(tmp_path):
     cfg = tmp_path / "p.toml"
     cfg.write_text('[[ingest]]\nsource = "goemotions"\npaths = ["x"]\ntags = "ge"\n')

@@ -69,6 +69,11 @@ def create(
             allow_unvalidated=allow_unvalidated,
             progress=progress,
         )
+    print_export_result(result, tag=tag)
+
+
+def print_export_result(result: Any, *, tag: str | None) -> None:
+    """The summary ``export`` and ``run`` print for a new (or reused) export."""
     m = result.manifest
     con = state.console()
     verb = "already in the store (nothing written)" if result.reused else "written"

@@ -87,5 +87,25 @@ def run(
         print_validation(checked)
         if not checked.success:
             raise ValidationFailed(f"{len(checked.failed)} expectations failed on {stage.input}; nothing validated")
+    if cfg.export:
+        from finetune.export import export_snapshot, parse_mix
+        from ui.commands.export import print_export_result
+        from ui.progress import step_progress
+
+        stage = cfg.export
+        with step_progress("export") as progress:
+            exported = export_snapshot(
+                stage.input,
+                store=store,
+                tasks=list(stage.tasks),
+                mix_alpha=parse_mix(stage.mix),
+                seed=stage.seed,
+                system_prompt=stage.system_prompt,
+                tokenizer=stage.tokenizer,
+                tag=stage.tag,
+                allow_unvalidated=stage.allow_unvalidated,
+                progress=progress,
+            )
+        print_export_result(exported, tag=stage.tag)
     if not cfg.curate and not cfg.label:
         state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")
