@@ -7,6 +7,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: setup run test lint bench clean
 
@@ -15,11 +17,14 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The test install adds the optional extras (semantic dedup's embedding model, Ray Data,
-# the Argilla SDK) so that their tests run; `make run` needs none of them. The review tests
-# also need Redis and Chromium (Debian: apt-get install redis-server chromium) and
+# the Argilla SDK, fine-tuning) so that their tests run; `make run` needs none of them.
+# torch comes first, as the CPU build (CI has no GPU): the finetune extra leaves torch
+# unpinned, so pip keeps it instead of pulling the CUDA build (TORCH_INDEX= installs
+# PyPI's build, for a GPU machine). The review tests also need Redis and Chromium (Debian: apt-get install redis-server chromium) and
 # argilla-server's own virtualenv, which `workbench review serve --install-only` creates.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review,dashboard]"
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review,dashboard,finetune]"
 	$(BIN)/workbench review serve --install-only
 	touch $(STAMP)
 

@@ -304,16 +304,16 @@ def load_export(store: Any, ref: str, config: FinetuneConfig) -> TrainingData:
     if config.train_split not in files:
         have = ", ".join(sorted(files)) or "none"
         raise WorkbenchError(f"export {ref}: no {config.train_split!r} split (has {have})")
-    train = _read_parquet(files[config.train_split])
-    evaluation = _read_parquet(files[config.eval_split]) if config.eval_split in files else None
+    train = _read_parquet(exports.fs, files[config.train_split])
+    evaluation = _read_parquet(exports.fs, files[config.eval_split]) if config.eval_split in files else None
     tasks = manifest.get("tasks")
-    tasks = sorted(tasks) if isinstance(tasks, dict | list) else []
+    snapshot = manifest.get("snapshot")
     return TrainingData(
         train=train,
         eval=evaluation,
         export_id=export_id,
-        snapshot_id=manifest.get("snapshot") or manifest.get("parent") or (manifest.get("parents") or [None])[0],
-        tasks=tuple(str(t) for t in tasks),
+        snapshot_id=snapshot.get("id") if isinstance(snapshot, dict) else snapshot,
+        tasks=tuple(sorted(str(t) for t in tasks)) if isinstance(tasks, dict | list) else (),
     )
 
 
@@ -325,10 +325,11 @@ def _export_store(store: Any) -> Any:
     return ExportStore(store)
 
 
-def _read_parquet(path: str | Path) -> Dataset:
+def _read_parquet(fs: Any, path: str) -> Dataset:
     import pyarrow.parquet as pq
 
-    return Dataset(pq.read_table(str(path)))
+    with fs.open(path, "rb") as f:
+        return Dataset(pq.read_table(f))
 
 
 def _rows(dataset: Dataset, *columns: str) -> Iterable[dict[str, Any]]:
@@ -621,21 +622,24 @@ class RunLog(TrainerCallback):
         self.trainer: Any = None
         self._start = time.perf_counter()
         self._start_tokens = 0
-        self._window = (time.perf_counter(), 0)
+        self._window = (time.perf_counter(), 0, 0.0)
         self._bar: Any = None
         self._task: Any = None
         self._last_loss: float | None = None
 
-    # tokens/s over this process's training time (a resumed run starts its clock again)
+    # trained tokens per second of training (evaluation time left out); a resumed run starts its clock again
     def overall_rate(self) -> float | None:
-        elapsed = time.perf_counter() - self._start
+        elapsed = time.perf_counter() - self._start - self._eval_seconds
         done = self.trained_tokens - self._start_tokens
         return done / elapsed if elapsed > 0 and done > 0 else None
+
+    _eval_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = time.perf_counter()
         self._start_tokens = self.trained_tokens
-        self._window = (self._start, self.trained_tokens)
+        self._eval_seconds = 0.0
+        self._window = (self._start, self.trained_tokens, 0.0)
         self._open_bar(state)
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -648,13 +652,16 @@ class RunLog(TrainerCallback):
         for key, value in logs.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 row[key] = value
+        if "eval_runtime" in row:
+            self._eval_seconds += row["eval_runtime"]
         if "loss" in row:
             t, tokens = time.perf_counter(), self.trained_tokens
-            t0, tokens0 = self._window
+            t0, tokens0, eval0 = self._window
             row["trained_tokens"] = tokens
-            if t > t0 and tokens > tokens0:
-                row["tokens_per_second"] = (tokens - tokens0) / (t - t0)
-            self._window = (t, tokens)
+            seconds = t - t0 - (self._eval_seconds - eval0)
+            if seconds > 0 and tokens > tokens0:
+                row["tokens_per_second"] = (tokens - tokens0) / seconds
+            self._window = (t, tokens, self._eval_seconds)
             self._last_loss = row["loss"]
         if self.run is not None and len(row) > 1:
             self.run.append_metrics(row)

@@ -17,11 +17,13 @@ from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
 from ui.commands import dashboard as dashboard_cmd
 from ui.commands import export as export_cmd
+from ui.commands import finetune as finetune_cmd
 from ui.commands import ingest as ingest_cmd
 from ui.commands import label as label_cmd
 from ui.commands import review as review_cmd
 from ui.commands import review_server as review_server_cmd
 from ui.commands import run as run_cmd
+from ui.commands import runs as runs_cmd
 from ui.commands import snapshots as snapshots_cmd
 from ui.commands import validate as validate_cmd
 
@@ -73,6 +75,8 @@ app.command("validate")(validate_cmd.validate)
 app.command("run")(run_cmd.run)
 app.command("dashboard")(dashboard_cmd.dashboard)
 app.add_typer(export_cmd.app, name="export")
+app.command("finetune")(finetune_cmd.finetune)
+app.add_typer(runs_cmd.app, name="runs")
 
 
 def _is_click_exception(exc: BaseException) -> bool:
