@@ -20,8 +20,9 @@ $(BIN)/python:
 # the Argilla SDK, fine-tuning) so that their tests run; `make run` needs none of them.
 # torch comes first, as the CPU build (CI has no GPU): the finetune extra leaves torch
 # unpinned, so pip keeps it instead of pulling the CUDA build (TORCH_INDEX= installs
-# PyPI's build, for a GPU machine). The review tests also need Redis and Chromium (Debian: apt-get install redis-server chromium) and
-# argilla-server's own virtualenv, which `workbench review serve --install-only` creates.
+# PyPI's build, for a GPU machine). The review tests also need Redis and Chromium
+# (Debian: apt-get install redis-server chromium) and argilla-server's own virtualenv,
+# which `workbench review serve --install-only` creates.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review,dashboard,finetune]"
