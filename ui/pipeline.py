@@ -16,7 +16,8 @@ from curation.errors import WorkbenchError
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
-_SECTIONS = {"ingest", "curate", "label", "validate", "export"}
+_SECTIONS = {"ingest", "curate", "label", "validate", "export", "finetune"}
+_FINETUNE_KEYS = {"input", "config", "base_model", "tiny", "out", "set"}
 _EXPORT_KEYS = {"input", "tasks", "mix", "seed", "system_prompt", "tokenizer", "tag", "allow_unvalidated"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
 _CURATE_KEYS = {"inputs", "config", "tag", "engine", "workers"}
@@ -87,6 +88,16 @@ class ExportStage:
 
 
 @dataclass(frozen=True)
+class FinetuneStage:
+    input: str  # an export ref
+    config: Path | None = None  # a FinetuneConfig TOML (relative to the pipeline file)
+    base_model: str | None = None
+    tiny: bool = False  # the tiny random model: demonstrates the path only
+    out: str = "pipeline"  # the run folder, under the runs folder (workbench runs list)
+    overrides: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig fields
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     path: Path
     ingest: tuple[IngestStage, ...] = field(default_factory=tuple)
@@ -94,6 +105,7 @@ class PipelineConfig:
     label: LabelStage | None = None
     validate: ValidateStage | None = None
     export: ExportStage | None = None
+    finetune: FinetuneStage | None = None
 
 
 def load_config(path: Path | None = None) -> PipelineConfig:
@@ -121,7 +133,35 @@ def load_config(path: Path | None = None) -> PipelineConfig:
         _validate_stage(data["validate"], f"{path}: [validate]", base=path.parent) if "validate" in data else None
     )
     export = _export_stage(data["export"], f"{path}: [export]") if "export" in data else None
-    return PipelineConfig(path=path, ingest=tuple(stages), curate=curate, label=label, validate=validate, export=export)
+    finetune = (
+        _finetune_stage(data["finetune"], f"{path}: [finetune]", base=path.parent) if "finetune" in data else None
+    )
+    return PipelineConfig(
+        path=path, ingest=tuple(stages), curate=curate, label=label, validate=validate, export=export, finetune=finetune
+    )
+
+
+def _finetune_stage(raw: Any, where: str, *, base: Path) -> FinetuneStage:
+    _check_table(raw, where, allowed=_FINETUNE_KEYS, required=("input",))
+    tiny = raw.get("tiny", False)
+    if not isinstance(tiny, bool):
+        raise WorkbenchError(f"{where}: 'tiny' must be true or false, got {tiny!r}")
+    if tiny == bool(raw.get("base_model")):
+        raise WorkbenchError(f"{where}: give either 'base_model' or tiny = true (not both)")
+    overrides = raw.get("set", {})
+    if not isinstance(overrides, dict):
+        raise WorkbenchError(f"{where}: 'set' must be a table of fine-tuning config fields")
+    out = str(raw.get("out", "pipeline"))
+    if not out or Path(out).is_absolute() or ".." in Path(out).parts:
+        raise WorkbenchError(f"{where}: 'out' must be a folder name under the runs folder, got {out!r}")
+    return FinetuneStage(
+        input=str(raw["input"]),
+        config=base / raw["config"] if raw.get("config") else None,
+        base_model=raw.get("base_model"),
+        tiny=tiny,
+        out=out,
+        overrides=dict(overrides),
+    )
 
 
 def _export_stage(raw: Any, where: str) -> ExportStage:

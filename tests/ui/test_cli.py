@@ -147,6 +147,27 @@ def test_run_ends_with_an_export_of_the_validated_snapshot(ran):
     assert exported["tasks"] == ["response", "emotion", "strategy", "traits"] and exported["rows"] > 1000
 
 
+def test_run_ends_with_a_tiny_fine_tune_and_a_rerun_trains_nothing(ran):
+    store, proc = ran
+    run_dir = store.parent / "runs" / "pipeline"
+    info = json.loads((run_dir / "run.json").read_text())
+    exported = json.loads(wb("export", "list", "--json", store=store).stdout)[0]["id"]
+    assert info["status"] == "finished" and info["export"] == exported
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert "only demonstrates the fine-tuning path" in proc.stdout
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps if "loss" in s] == [1, 2, 3]
+    again = wb("run", store=store)
+    assert f"{run_dir} already holds the finished run on export {exported} (nothing trained)" in again.stdout
+
+
+def test_bad_finetune_stage_names_the_key(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[finetune]\ninput = "e1"\ntiny = true\nbase_model = "x"\n')
+    proc = wb("run", "--config", str(cfg), store=tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "[finetune]: give either 'base_model' or tiny = true" in proc.stderr
+
+
 def test_bad_export_stage_names_the_key(tmp_path):
     cfg = tmp_path / "p.toml"
     cfg.write_text('[export]\ninput = "validated"\nmix = "temperature:x"\n')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -107,5 +108,43 @@ def run(
                 progress=progress,
             )
         print_export_result(exported, tag=stage.tag)
+    if cfg.finetune:
+        run_finetune_stage(cfg.finetune, store=store)
     if not cfg.curate and not cfg.label:
         state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")
+
+
+def run_finetune_stage(stage: Any, *, store: Any) -> None:
+    """Fine-tune on an export into ``<runs>/<out>``; a folder that already holds a finished run of the
+    same export and config is reported and kept (a pipeline re-run trains nothing twice)."""
+    from curation.errors import WorkbenchError
+    from evaluate.results import default_runs_dir
+    from finetune.config import load_config, require_finetune_extra
+    from finetune.export import ExportStore
+    from finetune.runs import RunFolder
+    from ui.commands.finetune import print_result
+
+    runs = default_runs_dir(store.url)
+    if runs is None:
+        raise WorkbenchError("[finetune]: a remote store has no runs folder beside it: set WORKBENCH_RUNS")
+    out = runs / stage.out
+    cfg = load_config(stage.config, overrides=dict(stage.overrides))
+    export_id = ExportStore(store).resolve(stage.input)
+    con = state.console()
+    folder = RunFolder(out)
+    if folder.exists():
+        info = folder.info()
+        if info["status"] == "finished" and info.get("export") == export_id:
+            con.print(f"fine-tune: {out} already holds the finished run on export {export_id} (nothing trained)")
+            return
+    require_finetune_extra()
+    from finetune import train as training
+
+    if stage.tiny:
+        from finetune.tiny import build_tiny_model
+
+        cfg.base_model = str(build_tiny_model(runs / "tiny-qwen2"))
+    elif stage.base_model:
+        cfg.base_model = stage.base_model
+    say = con.print if con.is_terminal else print
+    print_result(training.finetune(stage.input, store=store, config=cfg, out=out, say=say))
