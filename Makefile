@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
-TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX   ?=
 
 .PHONY: setup run test lint bench clean
 
@@ -16,11 +16,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The test install adds the optional extras (semantic dedup's embedding model, Ray Data,
-# the Argilla SDK, fine-tuning) so that their tests run; `make run` needs none of them.
-# torch comes first, as the CPU build (CI has no GPU): the finetune extra leaves torch
-# unpinned, so pip keeps it instead of pulling the CUDA build (TORCH_INDEX= installs
-# PyPI's build, for a GPU machine). The review tests also need Redis and Chromium
+# The install adds the optional extras (semantic dedup's embedding model, Ray Data, the
+# Argilla SDK, the dashboard, fine-tuning: `make run` ends with a tiny CPU fine-tune) so that
+# their tests run. torch comes first and pinned: the finetune extra leaves torch unpinned, so
+# pip keeps this one instead of pulling a newer CUDA build. On this project's machines
+# torch==2.13.0 is a local CPU build; elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# for the CPU build (CI has no GPU), or leave it empty on a GPU machine. The review tests also need Redis and Chromium
 # (Debian: apt-get install redis-server chromium) and argilla-server's own virtualenv,
 # which `workbench review serve --install-only` creates.
 $(STAMP): pyproject.toml | $(BIN)/python
