@@ -90,6 +90,45 @@ def file_sha256(fs: Any, path: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def check_recorded_file(
+    fs: Any,
+    path: str,
+    desc: dict[str, Any] | Any,
+    *,
+    checked: set[tuple[str, int, str]],
+    owner: str,
+    rows: str,
+    hint: str = "",
+    check_sums: bool = True,
+) -> None:
+    """Raise a StoreError naming ``path`` unless it matches its manifest entry ``desc`` (bytes, sha256).
+
+    Size always; sha256 once per ``checked`` set (the caller's memo), when ``check_sums``. ``owner``
+    and ``rows`` word the missing-file message ("snapshot X lists it with N rows"), ``hint`` ends it.
+    """
+    key = (path, int(desc["bytes"]), str(desc["sha256"]))
+    if key in checked:
+        return
+    try:
+        size = int(fs.size(path))
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing ({owner} lists it with {rows} rows){hint}") from None
+    if size != desc["bytes"]:
+        raise StoreError(
+            f"{path} has changed since it was written ({size:,} B, the manifest says {desc['bytes']:,} B): "
+            "truncated or replaced; nothing was read from it"
+        )
+    if not check_sums:
+        return
+    _, digest = file_sha256(fs, path)
+    if digest != desc["sha256"]:
+        raise StoreError(
+            f"{path} has changed since it was written (sha256 {digest[:16]}..., the manifest says "
+            f"{desc['sha256'][:16]}...): corrupt or replaced; nothing was read from it"
+        )
+    checked.add(key)
+
+
 def seal_of(manifest: dict[str, Any]) -> str:
     """The sha256 of a manifest's canonical JSON, the ``seal`` field left out."""
     from curation.store import canonical_json

@@ -48,7 +48,7 @@ from curation.integrity import (
     HashingFile,
     VerifyReport,
     check_manifest,
-    file_sha256,
+    check_recorded_file,
     seal_of,
 )
 from curation.liveness import process_alive
@@ -152,18 +152,7 @@ class SnapshotStore:
         return {name: problem for name, (_, problem) in self._ref_entries().items() if problem is not None}
 
     def _ref_entries(self) -> dict[str, tuple[str, str | None]]:
-        base = self._path("refs")
-        if not self.fs.exists(base):
-            return {}
-        out: dict[str, tuple[str, str | None]] = {}
-        for entry in self.fs.ls(base, detail=False):
-            name = entry.rstrip("/").rsplit("/", 1)[-1]
-            if name.endswith(".json") and not name.startswith("."):
-                try:
-                    out[name[: -len(".json")]] = (self._read_ref(entry), None)
-                except StoreError as exc:
-                    out[name[: -len(".json")]] = ("", str(exc))
-        return dict(sorted(out.items()))
+        return ref_entries(self.fs, self._path("refs"), self._read_ref)
 
     def _read_ref(self, path: str) -> str:
         name = path.rstrip("/").rsplit("/", 1)[-1][: -len(".json")]
@@ -261,29 +250,16 @@ class SnapshotStore:
             if not self.fs.exists(path):
                 raise StoreError(f"{path} is missing (snapshot {sid} lists it); run `workbench snapshots verify {sid}`")
             return path
-        key = (path, int(desc["bytes"]), str(desc["sha256"]))
-        if key in self._checked:
-            return path
-        try:
-            size = int(self.fs.size(path))
-        except FileNotFoundError:
-            raise StoreError(
-                f"{path} is missing (snapshot {sid} lists it with {desc.get('rows', '?')} rows); "
-                f"run `workbench snapshots verify {sid}`"
-            ) from None
-        if size != desc["bytes"]:
-            raise StoreError(
-                f"{path} has changed since it was written ({size:,} B, the manifest says {desc['bytes']:,} B): "
-                "truncated or replaced; nothing was read from it"
-            )
-        if self.check_sums:
-            _, digest = file_sha256(self.fs, path)
-            if digest != desc["sha256"]:
-                raise StoreError(
-                    f"{path} has changed since it was written (sha256 {digest[:16]}..., the manifest says "
-                    f"{desc['sha256'][:16]}...): corrupt or replaced; nothing was read from it"
-                )
-            self._checked.add(key)
+        check_recorded_file(
+            self.fs,
+            path,
+            desc,
+            checked=self._checked,
+            owner=f"snapshot {sid}",
+            rows=str(desc.get("rows", "?")),
+            hint=f"; run `workbench snapshots verify {sid}`",
+            check_sums=self.check_sums,
+        )
         return path
 
     def _parquet_rows(self, path: str) -> int:
@@ -924,3 +900,18 @@ def _tree_size(fs: Any, folder: str) -> int:
 def _preview(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, ensure_ascii=True, default=str) if not isinstance(value, bytes) else repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def ref_entries(fs: Any, base: str, read: Any) -> dict[str, tuple[str, str | None]]:
+    """Every ref file ``<base>/<name>.json``: name -> (id, None), or ("", what is wrong) when ``read`` fails."""
+    if not fs.exists(base):
+        return {}
+    out: dict[str, tuple[str, str | None]] = {}
+    for entry in fs.ls(base, detail=False):
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name.endswith(".json") and not name.startswith("."):
+            try:
+                out[name[: -len(".json")]] = (read(entry), None)
+            except StoreError as exc:
+                out[name[: -len(".json")]] = ("", str(exc))
+    return dict(sorted(out.items()))

@@ -45,9 +45,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curation.errors import StoreError, WorkbenchError
-from curation.integrity import HashingFile, file_sha256, seal_of
+from curation.integrity import HashingFile, check_recorded_file, seal_of
 from curation.record import SPLITS
-from curation.store import OWNER_FILE, SnapshotStore, _now, _write_owner, canonical_json, code_version
+from curation.store import (
+    OWNER_FILE,
+    SnapshotStore,
+    _now,
+    _write_owner,
+    canonical_json,
+    code_version,
+    ref_entries,
+)
 from finetune.tasks.base import Example, ExportTask, build_tasks
 
 if TYPE_CHECKING:
@@ -152,18 +160,7 @@ class ExportStore:
         return out
 
     def _ref_entries(self) -> dict[str, tuple[str, str | None]]:
-        base = self._path("export-refs")
-        if not self.fs.exists(base):
-            return {}
-        out: dict[str, tuple[str, str | None]] = {}
-        for entry in self.fs.ls(base, detail=False):
-            name = entry.rstrip("/").rsplit("/", 1)[-1]
-            if name.endswith(".json") and not name.startswith("."):
-                try:
-                    out[name[: -len(".json")]] = (self._read_ref(entry), None)
-                except StoreError as exc:
-                    out[name[: -len(".json")]] = ("", str(exc))
-        return dict(sorted(out.items()))
+        return ref_entries(self.fs, self._path("export-refs"), self._read_ref)
 
     def _read_ref(self, path: str) -> str:
         name = path.rstrip("/").rsplit("/", 1)[-1][: -len(".json")]
@@ -225,25 +222,7 @@ class ExportStore:
 
     def _check_file(self, eid: str, desc: Mapping[str, Any]) -> str:
         path = self._path("exports", eid, desc["path"])
-        key = (path, int(desc["bytes"]), str(desc["sha256"]))
-        if key in self._checked:
-            return path
-        try:
-            size = int(self.fs.size(path))
-        except FileNotFoundError:
-            raise StoreError(f"{path} is missing (export {eid} lists it with {desc['rows']:,} rows)") from None
-        if size != desc["bytes"]:
-            raise StoreError(
-                f"{path} has changed since it was written ({size:,} B, the manifest says {desc['bytes']:,} B): "
-                "truncated or replaced; nothing was read from it"
-            )
-        _, digest = file_sha256(self.fs, path)
-        if digest != desc["sha256"]:
-            raise StoreError(
-                f"{path} has changed since it was written (sha256 {digest[:16]}..., the manifest says "
-                f"{desc['sha256'][:16]}...): corrupt or replaced; nothing was read from it"
-            )
-        self._checked.add(key)
+        check_recorded_file(self.fs, path, desc, checked=self._checked, owner=f"export {eid}", rows=f"{desc['rows']:,}")
         return path
 
     def read_rows(self, ref: str, split: str, *, limit: int | None = None) -> list[dict[str, Any]]:
