@@ -3,7 +3,7 @@
 Every field has help text (``field(metadata={"help": ...})``) and its checks run
 in ``__post_init__``, so a bad value fails with one clear line before any model
 loads. A TOML file groups the fields in tables (``[model]``, ``[lora]``,
-``[quantization]``, ``[data]``, ``[training]``, ``[eval]``; see
+``[quantization]``, ``[heads]``, ``[data]``, ``[training]``, ``[eval]``; see
 ``examples/qlora.toml``); the table a key sits in is for the reader only, but
 an unknown key is an error naming the file and the key.
 
@@ -104,6 +104,20 @@ class FinetuneConfig:
         "['q_proj', 'v_proj'].",
         "lora",
     )
+    # [heads]
+    emotion_head_weight: float = _f(
+        0.0,
+        "λ_emo: weight of the emotion head's loss (28 GoEmotions labels, multi-label) beside the LM loss; 0 = no "
+        "head. Seed 003 used 0.2.",
+        "heads",
+    )
+    strategy_head_weight: float = _f(
+        0.0,
+        "λ_strat: weight of the strategy head's loss (ESConv's 8 strategies); 0 = no head. Seed 003 used 0.2.",
+        "heads",
+    )
+    emotion_head_hidden: int = _f(512, "Hidden width of the emotion head's MLP (seed 003: 512).", "heads")
+    strategy_head_hidden: int = _f(256, "Hidden width of the strategy head's MLP (seed 003: 256).", "heads")
     # [data]
     max_length: int = _f(
         1024, "Tokens per packed sequence (or per example without packing); longer examples are truncated.", "data"
@@ -183,9 +197,15 @@ class FinetuneConfig:
             "logging_steps",
             "eval_steps",
             "save_steps",
+            "emotion_head_hidden",
+            "strategy_head_hidden",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("emotion_head_weight", "strategy_head_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name}: a weight >= 0 (0 switches the head off), got {value}")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if not 0 <= self.warmup_ratio < 1:

@@ -11,8 +11,11 @@ Each row: ``id`` (``<task>:<record id>[#t<turn>]``, ``~<k>`` on the k-th extra
 copy of an upsampled row), ``task``, ``messages`` (optional system, then
 user/assistant turns; every assistant message is a training target),
 ``record_id``, ``source``, ``split``, ``target_source`` (the least trusted label
-source among the row's targets: gold | human | llm | model) and ``template``
-(``<task>@<version>``).
+source among the row's targets: gold | human | llm | model), ``template``
+(``<task>@<version>``) and ``heads`` (one ``{"emotions": [...], "strategy": ...}``
+per assistant message: what the optional classification heads of
+:mod:`finetune.heads` learn from the context before that message; empty where a
+task has none, such as ``traits``).
 
 The export id is the hash of what made it (snapshot id, tasks with their
 template versions, mix, seed, system prompt, the tokenizer its statistics were
@@ -62,10 +65,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from transformers import PreTrainedTokenizerBase
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rows carry ``heads``
 ID_LENGTH = 16
 WHITESPACE_PROXY = "whitespace words (proxy: no tokenizer given)"
-ROW_FIELDS = ("id", "task", "messages", "record_id", "source", "split", "target_source", "template")
+ROW_FIELDS = ("id", "task", "messages", "record_id", "source", "split", "target_source", "template", "heads")
 FORMATS = ("parquet", "jsonl")
 _REF_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -79,6 +82,9 @@ def row_schema() -> pa.Schema:
     message = pa.struct(
         [pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string(), nullable=False)]
     )
+    head = pa.struct(
+        [pa.field("emotions", pa.list_(pa.string()), nullable=False), pa.field("strategy", pa.string(), nullable=True)]
+    )
     return pa.schema(
         [
             pa.field("id", pa.string(), nullable=False),
@@ -89,6 +95,7 @@ def row_schema() -> pa.Schema:
             pa.field("split", pa.string(), nullable=False),
             pa.field("target_source", pa.string(), nullable=False),
             pa.field("template", pa.string(), nullable=False),
+            pa.field("heads", pa.list_(pa.field("item", head, nullable=False)), nullable=False),
         ]
     )
 
@@ -365,6 +372,7 @@ def export_snapshot(
             "rows": len(rows),
             "counts": {"before_mix": before, "after_mix": _counts(rows)},
             "label_sources": {"before_mix": label_before, "after_mix": _label_counts(rows)},
+            "head_labels": _head_counts(rows),
             "task_counters": {t.name: dict(sorted(t.counters.items())) for t in task_objects if t.counters},
             "token_lengths": lengths,
             "digests": digests,
@@ -455,6 +463,7 @@ def _row(example: Example, task: ExportTask, record: Mapping[str, Any]) -> dict[
         "split": record["split"],
         "target_source": example.target_source,
         "template": task.template_ref,
+        "heads": example.heads,
         "_targets": example.targets,
     }
 
@@ -480,6 +489,16 @@ def _label_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict
 
 
 # ---------------------------------------------------------------- mixing
+
+
+def _head_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """split -> how many assistant messages carry an emotion / a strategy label for the heads."""
+    c: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in rows:
+        for h in r["heads"]:
+            c[r["split"]]["emotion"] += bool(h["emotions"])
+            c[r["split"]]["strategy"] += h["strategy"] is not None
+    return {split: dict(sorted(v.items())) for split, v in c.items()}
 
 
 def temperature_shares(sizes: Mapping[Any, int], alpha: float) -> dict[Any, float]:

@@ -5,7 +5,8 @@ One folder per run::
     runs/<run>/run.json        status (running / finished / failed + reason), lineage, results
     runs/<run>/config.toml     the resolved FinetuneConfig (config.json: the same, read back on --resume)
     runs/<run>/metrics.jsonl   one JSON object per log step: step, loss, eval_loss, learning_rate,
-                               grad_norm, tokens_per_second (trained tokens), ... (evaluate/results.py reads it)
+                               grad_norm, tokens_per_second (trained tokens), lm_loss and <head>_loss and
+                               eval_<head>_<metric> when heads train, ... (evaluate/results.py reads it)
     runs/<run>/checkpoints/checkpoint-<step>/   transformers checkpoints (adapter, optimizer, scheduler, RNG)
     runs/<run>/adapter/        the final adapter (the best checkpoint's when validating) + the tokenizer
 
@@ -174,6 +175,7 @@ class RunSummary:
     tokens_per_second: float | None  # median of the logged training rates
     evals: list[tuple[int, float]] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)
+    heads: dict[str, float] = field(default_factory=dict)  # eval_<head>_<metric> at the best (else last) eval
 
 
 def summarize(folder: str | Path) -> RunSummary:
@@ -185,6 +187,10 @@ def summarize(folder: str | Path) -> RunSummary:
     evals = [(int(r["step"]), float(r["eval_loss"])) for r in rows if _finite(r.get("eval_loss"))]
     rates = sorted(float(r["tokens_per_second"]) for r in rows if _finite(r.get("tokens_per_second")))
     best = min(evals, key=lambda se: se[1]) if evals else None
+    at = best[0] if best else None
+    head_rows = [r for r in rows if any(k.startswith(_HEAD_KEYS) for k in r)]
+    chosen = next((r for r in head_rows if int(r["step"]) == at), head_rows[-1] if head_rows else {})
+    heads = {k: float(v) for k, v in chosen.items() if k.startswith(_HEAD_KEYS) and _finite(v)}
     return RunSummary(
         path=str(run.path),
         name=run.path.name,
@@ -200,7 +206,11 @@ def summarize(folder: str | Path) -> RunSummary:
         tokens_per_second=rates[len(rates) // 2] if rates else None,
         evals=evals,
         losses=losses,
+        heads=heads,
     )
+
+
+_HEAD_KEYS = ("eval_emotion_", "eval_strategy_")
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:

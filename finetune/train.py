@@ -183,6 +183,7 @@ def train(
         say("note: no validation split: no evaluation, early stopping or best checkpoint; the last step is kept")
 
     tokenizer = load_tokenizer(config.tokenizer or base)
+    specs = check_heads(data, config, say=say)
     share = check_masks(tokenizer, _rows(data.train, "messages", "id"))
     if use_eval:
         check_masks(tokenizer, _rows(data.eval, "messages", "id"))
@@ -203,6 +204,7 @@ def train(
         "tokenizer": tokenizer_name(tokenizer),
         "chat_template_sha256": chat_template_sha256(tokenizer),
         "trained_token_share": share,
+        "heads": {spec.name: spec.weight for spec in specs},
         "device": device.name,
         "precision": precision,
         "compute_dtype": str(compute_dtype).removeprefix("torch."),
@@ -234,6 +236,8 @@ def train(
     trainer = None
     try:
         model = load_base_model(base, config, device, compute_dtype)
+        if specs:
+            attach_heads(model, specs)
         trainer = build_trainer(
             model,
             tokenizer,
@@ -248,7 +252,7 @@ def train(
         log.trainer = trainer
         say(_plan_line(trainer, config, device, precision))
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        _save_adapter(trainer, tokenizer, run.adapter)
+        _save_adapter(trainer, tokenizer, run.adapter, specs)
     except BaseException as exc:
         reason = _failure_reason(exc, config, trainer)
         _mark_failed(run, reason)
@@ -347,6 +351,41 @@ def check_tasks(data: TrainingData, config: FinetuneConfig) -> None:
         )
     if "messages" not in data.train.column_names:
         raise WorkbenchError("the training data has no 'messages' column (conversational rows are expected)")
+
+
+def check_heads(data: TrainingData, config: FinetuneConfig, *, say: Say = print) -> list[Any]:
+    """The heads the config switches on, checked against the data: each must have labels to learn from."""
+    from finetune.heads import count_labels, specs_from_config
+
+    specs = specs_from_config(config)
+    if not specs:
+        return []
+    where = f"export {data.export_id}" if data.export_id else "the training data"
+    if "heads" not in data.train.column_names:
+        raise WorkbenchError(
+            f"{where} has no head labels (it was exported before rows carried them): export the snapshot again, or "
+            "set emotion_head_weight = strategy_head_weight = 0"
+        )
+    counts = count_labels(_rows(data.train, "heads"), specs)
+    for spec in specs:
+        if counts[spec.name] == 0:
+            raise WorkbenchError(
+                f"{spec.name}_head_weight = {spec.weight} but no training example of {where} carries a {spec.name} "
+                f"label for the head (tasks: {', '.join(data.tasks)}); set it to 0 or export tasks that have them"
+            )
+    say(
+        "heads: "
+        + ", ".join(
+            f"{s.name} ({len(s.labels)} labels, λ {s.weight:g}) on {counts[s.name]:,} assistant messages" for s in specs
+        )
+    )
+    return specs
+
+
+def attach_heads(model: Any, specs: Sequence[Any]) -> None:
+    from finetune.heads import attach
+
+    attach(model, specs)
 
 
 # ---- device, precision, base model -----------------------------------------------------------------
@@ -532,6 +571,84 @@ def _trainer_class() -> type:
 
         token_counter: RunLog | None = None
 
+        def __init__(self, *args, head_specs: Sequence[Any] = (), **kwargs):
+            self.head_specs = tuple(head_specs)  # read while SFTTrainer.__init__ prepares the datasets
+            self._head_eval: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+            super().__init__(*args, **kwargs)
+            if self.head_specs:
+                self.data_collator = _HeadCollator(self.data_collator)
+
+        # ---- heads (finetune.heads): labels as per-token columns, packed by TRL, loss added to TRL's
+        def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+            if not self.head_specs or "heads" not in (dataset.column_names or ()):
+                return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
+            from trl.data_utils import pack_dataset
+
+            from finetune.heads import COLUMNS, token_columns
+
+            specs = self.head_specs
+            # TRL tokenises, builds the labels and truncates; packing (which keeps only input_ids and labels) is
+            # done here, with TRL's pack_dataset, once the head columns sit beside them
+            dataset = super()._prepare_dataset(dataset, processing_class, args, False, formatting_func, dataset_name)
+            dataset = dataset.map(
+                lambda example: token_columns(example["labels"], example["heads"], specs),
+                num_proc=args.dataset_num_proc,
+                desc=f"Placing head labels in {dataset_name} dataset",
+            )
+            dataset = dataset.select_columns(["input_ids", "labels", *COLUMNS])
+            if packing:
+                if args.shuffle_dataset:
+                    dataset = dataset.shuffle(seed=args.seed)
+                dataset = pack_dataset(
+                    dataset, args.max_length, args.packing_strategy, {"num_proc": args.dataset_num_proc}
+                )
+            return dataset
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if self.head_specs:
+                from finetune.heads import COLUMNS
+
+                self._signature_columns = [*self._signature_columns, *COLUMNS]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            from finetune.heads import COLUMNS, capture_hidden, head_losses
+
+            columns = {c: inputs.pop(c) for c in COLUMNS if c in inputs}
+            if not self.head_specs or not columns:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            with capture_hidden(model) as captured:
+                result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            lm_loss = result[0] if return_outputs else result
+            batch = head_losses(model, captured["hidden"], columns, self.head_specs)
+            mode = "train" if model.training else "eval"
+            extra = sum(spec.weight * batch.losses[spec.name] for spec in self.head_specs)
+            # like TRL's MoE aux loss: a per-micro-batch mean, averaged over the accumulation steps
+            steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
+            loss = lm_loss + extra / steps
+            self._metrics[mode]["lm_loss"].append(float(lm_loss.detach()))
+            for name, value in batch.losses.items():
+                if name in batch.predictions:
+                    self._metrics[mode][f"{name}_loss"].append(float(value.detach()))
+            if mode == "eval":
+                for name, pair in batch.predictions.items():
+                    self._head_eval.setdefault(name, []).append(pair)
+            return (loss, result[1]) if return_outputs else loss
+
+        def log(self, logs, start_time=None):
+            if self._head_eval and any(key.startswith("eval_") for key in logs):
+                from finetune.heads import head_metrics
+
+                for spec in self.head_specs:
+                    pairs = self._head_eval.get(spec.name)
+                    if pairs:
+                        scores = torch.cat([p[0] for p in pairs])
+                        gold = torch.cat([p[1] for p in pairs])
+                        for key, value in head_metrics(spec, scores, gold).items():
+                            logs[f"eval_{spec.name}_{key}"] = value
+                self._head_eval.clear()
+            super().log(logs, start_time)
+
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             with _same_trainable_dtypes(model or self.model):
                 super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -558,6 +675,28 @@ def _same_trainable_dtypes(model: Any) -> Iterator[None]:
             p.data = p.data.to(before[name])
 
 
+class _HeadCollator:
+    """TRL's collator, plus the per-token head columns laid out exactly as it lays out ``input_ids``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        from finetune.heads import COLUMNS, EMOTION_COLUMN, NO_EMOTION, NO_STRATEGY
+
+        out = self.inner([{k: v for k, v in ex.items() if k not in COLUMNS} for ex in examples])
+        if not examples or COLUMNS[0] not in examples[0]:
+            return out
+        width = out["input_ids"].shape[1]
+        for column in COLUMNS:
+            fill = NO_EMOTION if column == EMOTION_COLUMN else NO_STRATEGY
+            rows = [list(ex[column]) for ex in examples]
+            if getattr(self.inner, "padding_free", False):
+                rows = [[value for row in rows for value in row]]
+            out[column] = torch.tensor([row + [fill] * (width - len(row)) for row in rows], dtype=torch.long)
+        return out
+
+
 def build_trainer(
     model: Any,
     tokenizer: Any,
@@ -574,6 +713,11 @@ def build_trainer(
     from peft import LoraConfig
     from transformers import EarlyStoppingCallback
 
+    from finetune.heads import MODULE, specs_from_config
+
+    specs = specs_from_config(config)
+    if specs and not hasattr(model, MODULE):
+        attach_heads(model, specs)
     targets = config.lora_target_modules
     peft_config = LoraConfig(
         r=config.lora_r,
@@ -582,6 +726,9 @@ def build_trainer(
         target_modules="all-linear" if targets == ["all-linear"] else list(targets),
         bias="none",
         task_type="CAUSAL_LM",
+        # the heads train whole and are saved with the adapter; no LoRA inside them
+        modules_to_save=[MODULE] if specs else None,
+        exclude_modules=rf".*\.{MODULE}\..*" if specs else None,
     )
     extra = []
     if use_eval and config.early_stopping_patience > 0:
@@ -591,11 +738,13 @@ def build_trainer(
                 early_stopping_threshold=config.early_stopping_threshold,
             )
         )
+    columns = ["messages", "heads"] if specs else ["messages"]
     trainer = _trainer_class()(
         model=model,
+        head_specs=specs,
         args=sft_config(config, output_dir=output_dir, precision=precision, device=device, use_eval=use_eval),
-        train_dataset=data.train.select_columns(["messages"]),
-        eval_dataset=data.eval.select_columns(["messages"]) if use_eval and data.eval is not None else None,
+        train_dataset=data.train.select_columns(columns),
+        eval_dataset=data.eval.select_columns(columns) if use_eval and data.eval is not None else None,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[*extra, *callbacks],
@@ -680,7 +829,14 @@ class RunLog(TrainerCallback):
 
     def _plain_line(self, state, row: dict[str, Any]) -> str:
         parts = [f"step {state.global_step}/{state.max_steps}"]
-        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+        for key in (
+            "loss",
+            "eval_loss",
+            "eval_emotion_macro_f1",
+            "eval_strategy_accuracy",
+            "learning_rate",
+            "grad_norm",
+        ):
             if key in row:
                 parts.append(f"{key} {row[key]:.4g}")
         if "tokens_per_second" in row:
@@ -732,12 +888,16 @@ def _plan_line(trainer: Any, config: FinetuneConfig, device: Device, precision: 
     )
 
 
-def _save_adapter(trainer: Any, tokenizer: Any, target: Path) -> None:
+def _save_adapter(trainer: Any, tokenizer: Any, target: Path, specs: Sequence[Any] = ()) -> None:
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     trainer.model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
+    if specs:
+        from finetune.heads import write_spec
+
+        write_spec(tmp, trainer.model.get_base_model().config.hidden_size, specs)
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)

@@ -94,11 +94,17 @@ def load_template(name: str, version: str) -> ExportTemplate:
 
 @dataclass
 class Example:
-    """One training example before it becomes a row; ``targets`` = the label source of each target."""
+    """One training example before it becomes a row; ``targets`` = the label source of each target.
+
+    ``heads``: one entry per assistant message, the labels the optional classification heads
+    (``finetune.heads``) learn from the context before that message: ``{"emotions": [...],
+    "strategy": str | None}`` (an empty list / ``None`` where there is no label).
+    """
 
     id: str
     messages: list[dict[str, str]]
     targets: list[str]
+    heads: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def target_source(self) -> str:
@@ -163,6 +169,33 @@ def choose(labels: Iterable[Label], task: str, *, turn: int | None) -> Chosen | 
         if by_source.get(source):
             return Chosen(source, by_source[source])
     return None
+
+
+def turn_heads(record: Record, targets: Sequence[Sequence[int]], assistant_speaker: str) -> list[dict[str, Any]]:
+    """Head labels for each assistant message of a conversation (``targets``: its turn indices).
+
+    The emotion is the one of the turn the message answers (the nearest earlier turn of another
+    speaker) where turns carry emotions (DailyDialog), else the record's (EmpatheticDialogues'
+    situation, ESConv's seeker); the strategy is the one of the message's first turn (ESConv).
+    Each from the most trusted source present (:func:`choose`).
+    """
+    from curation import vocabularies
+
+    emotion_vocab, strategy_vocab = vocabularies.load("emotion"), vocabularies.load("strategy")
+    turns = record["turns"]
+    labels = record["labels"]
+    whole = choose(labels, "emotion", turn=None)
+    heads = []
+    for message_turns in targets:
+        first = message_turns[0]
+        answered = next((u for u in range(first - 1, -1, -1) if turns[u]["speaker"] != assistant_speaker), None)
+        emotion = choose(labels, "emotion", turn=answered) if answered is not None else None
+        emotion = emotion or whole
+        emotions = sorted((v for v in emotion.values if v in emotion_vocab), key=emotion_vocab.index) if emotion else []
+        strategy = choose(labels, "strategy", turn=first)
+        value = strategy.values[0] if strategy and strategy.values else None
+        heads.append({"emotions": emotions, "strategy": value if value in strategy_vocab else None})
+    return heads
 
 
 def transcript(turns: Sequence[Mapping[str, Any]]) -> str:

@@ -80,4 +80,5 @@ class EmotionTask(ExportTask):
                 {"role": "assistant", "content": json.dumps({"emotions": values}, ensure_ascii=False)},
             ],
             targets=[chosen.source],
+            heads=[{"emotions": values, "strategy": None}],
         )

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from curation.record import Record
-from finetune.tasks.base import Example, ExportTask, register
+from finetune.tasks.base import Example, ExportTask, register, turn_heads
 
 
 def conversation(
@@ -77,4 +77,5 @@ class ResponseTask(ExportTask):
             id=f"{self.name}:{record['id']}",
             messages=self.system_message(system) + messages,
             targets=["gold"] * len(targets),
+            heads=turn_heads(record, targets, speaker),
         )

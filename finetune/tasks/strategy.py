@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from curation.record import Record
-from finetune.tasks.base import Example, ExportTask, choose, register
+from finetune.tasks.base import Example, ExportTask, choose, register, turn_heads
 from finetune.tasks.response import conversation
 
 
@@ -51,4 +51,5 @@ class StrategyTask(ExportTask):
             id=f"{self.name}:{record['id']}",
             messages=self.system_message(system) + messages,
             targets=[chosen[i].source for turns in targets for i in turns],  # type: ignore[union-attr]
+            heads=turn_heads(record, targets, speaker),
         )

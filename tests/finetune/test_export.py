@@ -213,7 +213,44 @@ def test_loads_with_datasets_in_one_line(store_url, mixed):
         "split",
         "target_source",
         "template",
+        "heads",
     }
+
+
+def test_head_labels_one_per_assistant_message_from_the_context_it_answers(store_url, mixed):
+    from curation import vocabularies
+
+    exports = ExportStore(store_url)
+    snapshots = SnapshotStore(store_url)
+    records = {r["id"]: r for r in snapshots.iter_records("validated")}
+    rows = [r for split in mixed.manifest["files"] for r in exports.read_rows("e1", split)]
+    strategies = set(vocabularies.load("strategy").labels)
+    for row in rows:
+        assistants = [m for m in row["messages"] if m["role"] == "assistant"]
+        if row["task"] == "traits":
+            assert row["heads"] == []
+            continue
+        assert len(row["heads"]) == len(assistants), row["id"]
+    # emotion task: the head learns the target itself (the JSON answer)
+    emotion = next(r for r in rows if r["task"] == "emotion" and r["source"] == "goemotions")
+    answer = json.loads(emotion["messages"][-1]["content"])["emotions"]
+    assert emotion["heads"] == [{"emotions": answer, "strategy": None}]
+    # strategy task on ESConv: every supporter message has its first turn's strategy, the tag the reply starts with
+    strategy = next(r for r in rows if r["task"] == "strategy")
+    tags = [m["content"][1:].split("]", 1)[0] for m in strategy["messages"] if m["role"] == "assistant"]
+    assert [h["strategy"] for h in strategy["heads"]] == tags and set(tags) <= strategies
+    seeker = choose(records[strategy["record_id"]]["labels"], "emotion", turn=None)
+    assert all(h["emotions"] == seeker.values for h in strategy["heads"])  # ESConv: the seeker's emotion
+    # DailyDialog responses: the emotion of the turn each reply answers (per-turn gold labels)
+    dd = next(r for r in rows if r["task"] == "response" and r["source"] == "dailydialog" and len(r["heads"]) > 1)
+    record = records[dd["record_id"]]
+    answered = [i for i, t in enumerate(record["turns"]) if t["speaker"] == "A" and i + 1 < len(record["turns"])]
+    expected = [choose(record["labels"], "emotion", turn=i).values for i in answered][: len(dd["heads"])]
+    assert [h["emotions"] for h in dd["heads"]] == expected
+    counts = mixed.manifest["head_labels"]["train"]
+    train = [r for r in rows if r["split"] == "train"]
+    assert counts["strategy"] == sum(h["strategy"] is not None for r in train for h in r["heads"]) > 0
+    assert counts["emotion"] == sum(bool(h["emotions"]) for r in train for h in r["heads"]) > 0
 
 
 def test_token_lengths_named(store_url, mixed):

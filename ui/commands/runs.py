@@ -110,6 +110,11 @@ def show(
         curve = "  ".join(f"{step}: {value:.4f}" for step, value in s.evals[-8:])
         con.print(f"  eval loss by step: {curve}")
         con.print(f"  best eval loss {s.best_eval_loss:.4f} at step {s.best_eval_step}")
+    for head in ("emotion", "strategy"):
+        got = {k.removeprefix(f"eval_{head}_"): v for k, v in s.heads.items() if k.startswith(f"eval_{head}_")}
+        if got:
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in got.items() if k not in ("n", "loss"))
+            con.print(f"  {head} head on validation: {scores} (n {int(got.get('n', 0)):,} assistant messages)")
     if info.get("best_checkpoint"):
         con.print(f"  best checkpoint: {escape(str(Path(s.path) / info['best_checkpoint']))}", soft_wrap=True)
     if s.tokens_per_second:
@@ -136,6 +141,7 @@ def _summary_dict(s) -> dict:
         "best_eval_loss": s.best_eval_loss,
         "best_eval_step": s.best_eval_step,
         "tokens_per_second": s.tokens_per_second,
+        "heads": s.heads,
         "info": s.info,
     }
 
