@@ -105,8 +105,11 @@ def check_masks(
     *,
     chat_template: str | None = _UNSET,
     progress: Callable[[int], None] | None = None,
+    lengths: list[int] | None = None,
 ) -> float:
     """Check every example's loss mask; return the share of tokens that carry loss.
+
+    ``lengths``, when given, receives each example's length in tokens.
 
     ``examples`` are rows with ``messages`` (and ``id``, used in errors; else
     their position). Raises :class:`WorkbenchError` naming the example when it
@@ -133,6 +136,8 @@ def check_masks(
         _check_spans(messages, mask, offsets, rendered, example_id)
         trained += n_trained
         total += len(ids)
+        if lengths is not None:
+            lengths.append(len(ids))
         if progress is not None:
             progress(1)
     if total == 0:

@@ -184,9 +184,17 @@ def train(
 
     tokenizer = load_tokenizer(config.tokenizer or base)
     specs = check_heads(data, config, say=say)
-    share = check_masks(tokenizer, _rows(data.train, "messages", "id"))
+    lengths: list[int] = []
+    share = check_masks(tokenizer, _rows(data.train, "messages", "id"), lengths=lengths)
     if use_eval:
         check_masks(tokenizer, _rows(data.eval, "messages", "id"))
+    too_long = [n for n in lengths if n > config.max_length]
+    if too_long:
+        say(
+            f"warning: {len(too_long):,} of {len(lengths):,} training examples are longer than max_length "
+            f"({config.max_length} tokens; the longest has {max(too_long):,}): their ends are cut, so their last "
+            "replies train partly or not at all. Raise max_length to keep them whole"
+        )
     say(
         f"loss masks: {len(data.train):,} training examples, {share:.1%} of their tokens carry loss "
         "(assistant replies and their end-of-turn token only)"

@@ -130,6 +130,17 @@ def test_4bit_run_trains_on_cpu_and_writes_the_run_folder(tiny_base, data, tmp_p
     assert any(NOTICE in line for line in said), "a tiny-model run says it only demonstrates the path"
     assert any("carry loss" in line for line in said)
     assert 0 < result.trained_token_share < 1
+    # examples longer than max_length are named, not cut silently
+    from finetune.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tiny_base)
+    lengths = [len(tok.apply_chat_template(list(r["messages"]), tokenize=True)["input_ids"]) for r in data.train]
+    long = [n for n in lengths if n > 192]
+    assert long, "the slice should hold conversations longer than max_length"
+    assert (
+        f"warning: {len(long)} of {len(lengths)} training examples are longer than max_length (192 tokens"
+        in "".join(said)
+    )
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "finished"
     assert info["export"] == "test-export" and info["snapshot"] == "test-snapshot"
