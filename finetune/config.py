@@ -134,6 +134,12 @@ class FinetuneConfig:
         "Export split for the validation loss, early stopping and the best checkpoint; '' for none.",
         "data",
     )
+    max_eval_examples: int = _f(
+        0,
+        "Evaluate on at most this many validation examples, a fixed sample drawn with `seed` (0: all of them). "
+        "Every evaluation uses the same sample; run.json records its size.",
+        "data",
+    )
     dataset_num_proc: int = _f(0, "Processes for tokenising and packing (0: in this process).", "data")
     # [training]
     per_device_train_batch_size: int = _f(4, "Sequences per micro-batch (packed sequences when packing).", "training")
@@ -220,8 +226,10 @@ class FinetuneConfig:
             raise ConfigError(f"num_train_epochs: must be positive, got {self.num_train_epochs}")
         if self.max_grad_norm < 0 or self.weight_decay < 0 or self.early_stopping_threshold < 0:
             raise ConfigError("max_grad_norm, weight_decay and early_stopping_threshold cannot be negative")
-        if self.early_stopping_patience < 0 or self.save_total_limit < 0 or self.dataset_num_proc < 0:
-            raise ConfigError("early_stopping_patience, save_total_limit and dataset_num_proc cannot be negative")
+        if min(self.early_stopping_patience, self.save_total_limit, self.dataset_num_proc, self.max_eval_examples) < 0:
+            raise ConfigError(
+                "early_stopping_patience, save_total_limit, dataset_num_proc and max_eval_examples cannot be negative"
+            )
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules: name at least one module, or ['all-linear']")
         if self.eval_split and self.save_steps % self.eval_steps:

@@ -33,6 +33,7 @@ packing, padding-free batching and the PEFT wiring are TRL's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import shutil
@@ -179,6 +180,15 @@ def train(
     if len(data.train) == 0:
         raise WorkbenchError(f"split {config.train_split!r} of the export is empty: nothing to train on")
     use_eval = data.eval is not None and len(data.eval) > 0 and bool(config.eval_split)
+    eval_of = len(data.eval) if use_eval and data.eval is not None else 0
+    if use_eval and data.eval is not None and 0 < config.max_eval_examples < len(data.eval):
+        data = dataclasses.replace(
+            data, eval=data.eval.shuffle(seed=config.seed).select(range(config.max_eval_examples))
+        )
+        say(
+            f"validation: a fixed sample of {len(data.eval):,} of the {eval_of:,} {config.eval_split} examples "
+            "(max_eval_examples), the same at every evaluation"
+        )
     if not use_eval:
         say("note: no validation split: no evaluation, early stopping or best checkpoint; the last step is kept")
 
@@ -208,7 +218,11 @@ def train(
         "export": data.export_id,
         "snapshot": data.snapshot_id,
         "tasks": list(data.tasks),
-        "examples": {"train": len(data.train), "validation": len(data.eval) if use_eval else 0},
+        "examples": {
+            "train": len(data.train),
+            "validation": len(data.eval) if use_eval and data.eval is not None else 0,
+            "validation_of": eval_of,
+        },
         "tokenizer": tokenizer_name(tokenizer),
         "chat_template_sha256": chat_template_sha256(tokenizer),
         "trained_token_share": share,

@@ -181,10 +181,17 @@ def test_4bit_base_is_quantised_by_bitsandbytes(tiny_base):
 
 def test_early_stopping_stops_and_keeps_the_best_checkpoint(tiny_base, data, tmp_path):
     # a threshold no eval can beat: the second evaluation counts as "no better" and patience 1 stops the run
-    config = small_config(tiny_base, max_steps=8, early_stopping_patience=1, early_stopping_threshold=100.0)
-    result = train(data, config=config, out=tmp_path / "r", say=lambda _: None)
+    # (and validation on a fixed sample of 3 of the 4 examples)
+    config = small_config(
+        tiny_base, max_steps=8, early_stopping_patience=1, early_stopping_threshold=100.0, max_eval_examples=3
+    )
+    said: list[str] = []
+    result = train(data, config=config, out=tmp_path / "r", say=said.append)
     assert result.global_step == 4
     assert result.info["stopped_early"] is True
+    assert result.info["examples"] == {"train": 16, "validation": 3, "validation_of": 4}
+    assert any(line.startswith("validation: a fixed sample of 3 of the 4 validation examples") for line in said)
+    assert len(data.eval) == 4  # the caller's data is left as it was
     # the best checkpoint is the one with the lowest validation loss, and it is kept
     evals = summarize(tmp_path / "r").evals
     assert [step for step, _ in evals] == [2, 4]

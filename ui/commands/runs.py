@@ -97,7 +97,10 @@ def show(
     if examples:
         share = info.get("trained_token_share")
         tail = f"; {share:.1%} of the training tokens carry loss" if isinstance(share, int | float) else ""
-        con.print(f"  examples: {examples.get('train', 0):,} train, {examples.get('validation', 0):,} validation{tail}")
+        validation = f"{examples.get('validation', 0):,}"
+        if examples.get("validation_of", 0) > examples.get("validation", 0):
+            validation += f" (a fixed sample of {examples['validation_of']:,})"
+        con.print(f"  examples: {examples.get('train', 0):,} train, {validation} validation{tail}")
     con.print("training", style="bold")
     con.print(
         f"  {s.steps} steps on {info.get('device', '?')} ({info.get('precision', '?')}), "
