@@ -1,0 +1,1 @@
+"""Versioned evaluation suites kept as data (``safety-v1.toml``)."""
