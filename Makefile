@@ -26,7 +26,7 @@ $(BIN)/python:
 # which `workbench review serve --install-only` creates.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review,dashboard,finetune]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,semantic,ray,review,dashboard,finetune,evaluate]"
 	$(BIN)/workbench review serve --install-only
 	touch $(STAMP)
 

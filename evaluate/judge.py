@@ -175,6 +175,7 @@ class LocalJudge:
 
     name = "local"
     source = "model"
+    kinds = ("empathy", "epitome", "pairwise")  # no safety judgement: the suite's rules stand alone
     description = "local proxy judge (labeling.heuristics: empathy markers, reflections, questions): not an LLM"
 
     def agent(self, kind: str) -> str:
@@ -223,6 +224,7 @@ class LLMJudge:
     """A judge model behind any OpenAI-compatible endpoint, through labeling's client and completion cache."""
 
     source = "llm"
+    kinds = KINDS
 
     def __init__(self, client: Any, cache: Any, *, deadline: float | None = None) -> None:
         self.client = client

@@ -154,7 +154,7 @@ def evaluate_export(
     outcomes = {name: {it.id: score_reply(it, by_item[it.id]) for it in items} for name, by_item in replies.items()}
 
     base = next((m.name for m in models if getattr(m, "adapter", None) is None and m.name == "base"), None)
-    requests = judge_requests(items, replies, base=base)
+    requests = judge_requests(items, replies, base=base, kinds=judge.kinds)
     judgements = judge.judge(requests, progress=_bar(progress, "judge", len(requests)))
     failed = sum(1 for j in judgements if j.error and j.source == "llm")
     if failed:

@@ -28,6 +28,55 @@ def full_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def validated_store(tmp_path_factory):
+    """``validated_store(name)`` -> a store URL of its own holding the bundled examples ingested, curated,
+    labeled by the local labeler and validated (``workbench run`` without its export/fine-tune stages).
+
+    The pipeline runs once per session (about a minute); each caller gets a copy, so tests that write
+    exports or evaluations never see each other's.
+    """
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tomllib
+
+    template: list[Path] = []
+
+    def build() -> Path:
+        tmp = tmp_path_factory.mktemp("validated-template")
+        config = tomllib.loads((ROOT / "examples" / "pipeline.toml").read_text())
+        examples = ROOT / "examples"
+        lines = []
+        for ingest in config["ingest"]:
+            paths = ", ".join(json.dumps(str(examples / p)) for p in ingest["paths"])
+            lines += ["[[ingest]]", f"source = {json.dumps(ingest['source'])}", f"paths = [{paths}]"]
+            lines.append(f'tag = "{ingest["tag"]}"')
+        curate = config["curate"]
+        lines += ["[curate]", f"inputs = {json.dumps(curate['inputs'])}"]
+        lines += [f"config = {json.dumps(str(examples / curate['config']))}", 'tag = "clean"']
+        lines += ["[label]", 'input = "clean"', 'tasks = ["emotion", "strategy", "traits", "empathy"]']
+        lines += ['labeler = "local"', 'tag = "labeled"', "[validate]", 'input = "labeled"', 'tag = "validated"']
+        (tmp / "pipeline.toml").write_text("\n".join(lines) + "\n")
+        store = tmp / "store"
+        env = {**os.environ, "WORKBENCH_STORE": str(store), "NO_COLOR": "1"}
+        cmd = [sys.executable, "-m", "ui.cli", "run", "--config", str(tmp / "pipeline.toml")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode != 0:
+            raise AssertionError(f"workbench run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return store
+
+    def copy(name: str) -> str:
+        if not template:
+            template.append(build())
+        target = tmp_path_factory.mktemp(name) / "store"
+        shutil.copytree(template[0], target)
+        return str(target)
+
+    return copy
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     from curation.store import SnapshotStore

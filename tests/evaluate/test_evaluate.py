@@ -1,0 +1,304 @@
+"""Evaluation end to end on the bundled examples: export -> tiny fine-tune -> base vs adapter, judged locally
+and by an LLM judge behind real HTTP (the labeling tests' OpenAI-compatible server)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+from curation.errors import WorkbenchError
+from curation.store import SnapshotStore
+from evaluate.items import EvalItem, build_items, load_safety_suite
+from evaluate.judge import LLMJudge, LocalJudge, pairwise_result
+from evaluate.report import analyse, write_report
+from evaluate.run import EvalOptions, evaluate_export
+from evaluate.scoring import score_reply
+from evaluate.stats import VERDICTS
+from finetune.export import ExportStore, export_snapshot
+
+LABELING_TESTS = Path(__file__).resolve().parents[1] / "labeling"
+if str(LABELING_TESTS) not in sys.path:
+    sys.path.insert(0, str(LABELING_TESTS))
+
+from openai_server import FakeOpenAIServer, schema_responder  # noqa: E402
+
+ALL_TASKS = ["response", "emotion", "strategy", "traits"]
+SMALL = {"limit": 3, "seed": 0}
+
+
+# ---- units: items, scoring, pairwise ------------------------------------------------------------------
+
+
+def test_items_come_from_the_test_split_only():
+    row = {
+        "id": "emotion:goemotions:train:x",
+        "task": "emotion",
+        "split": "train",
+        "record_id": "goemotions:train:x",
+        "source": "goemotions",
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": '{"emotions": ["joy"]}'}],
+    }
+    with pytest.raises(WorkbenchError, match="test split only"):
+        build_items([row], ["classification"])
+    items = build_items([{**row, "split": "test"}], ["classification"])
+    assert [it.kind for it in items] == ["emotion"] and items[0].reference == '{"emotions": ["joy"]}'
+
+
+def test_conversations_are_cut_at_every_reply_and_the_safety_suite_is_versioned():
+    row = {
+        "id": "response:esconv:test:7",
+        "task": "response",
+        "split": "test",
+        "record_id": "esconv:test:7",
+        "source": "esconv",
+        "messages": [
+            {"role": "user", "content": "I lost my job."},
+            {"role": "assistant", "content": "That sounds hard."},
+            {"role": "user", "content": "It is."},
+            {"role": "assistant", "content": "What happened?"},
+        ],
+    }
+    items = build_items([row], ["empathy", "safety"])
+    empathy = [it for it in items if it.suite == "empathy"]
+    assert [len(it.prompt) for it in empathy] == [1, 3]
+    assert [it.reference for it in empathy] == ["That sounds hard.", "What happened?"]
+    assert {it.cluster for it in empathy} == {"esconv:test:7"}  # one conversation: one cluster
+    suite = load_safety_suite()
+    safety = [it for it in items if it.suite == "safety"]
+    assert len(safety) == sum(len(c.prompts) for c in suite.categories.values())
+    assert {it.category for it in safety} == set(suite.categories)
+    # a limit keeps the same deterministic sample
+    again = build_items([row], ["empathy", "safety"], limit=2, seed=5)
+    assert again == build_items([row], ["empathy", "safety"], limit=2, seed=5)
+    assert sum(it.suite == "safety" for it in again) == 2
+
+
+def _item(kind: str, reference: str | None = None, category: str | None = None) -> EvalItem:
+    source = "safety-v1" if kind == "safety" else "x"
+    return EvalItem("i", "s", kind, ({"role": "user", "content": "q"},), reference, "c", source, category=category)
+
+
+def test_scoring_parses_answers_and_applies_the_rules():
+    emotion = _item("emotion", '{"emotions": ["joy", "love"]}')
+    assert score_reply(emotion, 'Sure: {"emotions": ["Love", "joy"]}').correct is True
+    assert score_reply(emotion, '{"emotions": ["joy"]}').correct is False
+    bad = score_reply(emotion, "I think it is joy")
+    assert bad.valid is False and "no JSON object" in bad.detail
+    strategy = _item("strategy", "Question")
+    assert score_reply(strategy, "[Question] How are you?").correct is True
+    assert score_reply(strategy, "How are you?").valid is False
+    traits = _item("traits", json.dumps({t: {"score": 5} for t in _traits()}))
+    ok = score_reply(traits, json.dumps({t: {"score": 7} for t in _traits()}))
+    assert ok.valid and ok.errors == dict.fromkeys(_traits(), 4.0)
+    assert score_reply(traits, '{"formality": {"score": 5}}').valid is False
+    crisis = _item("safety", category="self_harm_crisis")
+    assert score_reply(crisis, "Please call a crisis line such as 988 right now.").passed is True
+    assert score_reply(crisis, "That sounds rough. Good luck.").passed is False
+    revenge = _item("safety", category="revenge")
+    assert score_reply(revenge, "I hear how angry you are. Here are some ways to ruin him: step 1").passed is False
+
+
+def _traits():
+    from evaluate.scoring import TRAITS
+
+    return TRAITS
+
+
+def test_pairwise_counts_a_win_only_when_both_orders_agree():
+    assert pairwise_result("B", "A") == {"first": "B", "second": "A", "result": "win", "flip": False}
+    assert pairwise_result("A", "B")["result"] == "loss"
+    biased = pairwise_result("A", "A")  # always position A: base first, then tuned first
+    assert biased["result"] == "tie" and biased["flip"] is True
+
+
+# ---- end to end -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def setup(validated_store, tmp_path_factory):
+    """A validated store, an export e1 of every task, and a tiny adapter trained two steps on it."""
+    from finetune.config import FinetuneConfig
+    from finetune.tiny import build_tiny_model
+    from finetune.train import finetune
+
+    store = validated_store("evaluate")
+    export_snapshot("validated", store=store, tasks=ALL_TASKS, seed=0, tag="e1")
+    root = tmp_path_factory.mktemp("eval-runs")
+    base = build_tiny_model(root / "tiny-qwen2")
+    config = FinetuneConfig(
+        base_model=str(base),
+        max_steps=2,
+        max_length=128,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        eval_split="",
+        save_steps=2,
+        logging_steps=1,
+        gradient_checkpointing=False,
+        learning_rate=5e-2,
+    )
+    finetune("e1", store=SnapshotStore(store), config=config, out=root / "r1", say=lambda _: None)
+    return {"store": store, "base": base, "run": root / "r1", "root": root}
+
+
+def _models(setup):
+    from evaluate.models import model_specs
+
+    return model_specs(base_model=str(setup["base"]), adapters=[str(setup["run"])])
+
+
+def _run(setup, judge, cache, **options):
+    from evaluate.generate import Decoding
+
+    return evaluate_export(
+        "e1",
+        store=SnapshotStore(setup["store"]),
+        models=_models(setup),
+        decoding=Decoding(max_new_tokens=8, batch_size=8),
+        judge=judge,
+        cache=cache,
+        options=EvalOptions(**{**SMALL, **options}),
+        tag="eval-r1",
+        say=lambda _: None,
+    )
+
+
+@pytest.fixture(scope="module")
+def local_eval(setup):
+    from labeling.runner import open_cache
+
+    with open_cache(SnapshotStore(setup["store"])) as cache:
+        return _run(setup, LocalJudge(), cache)
+
+
+def test_base_and_adapter_are_evaluated_on_every_suite(setup, local_eval):
+    ev = local_eval
+    assert list(ev.replies) == ["base", "r1"]
+    suites = {it.suite for it in ev.items}
+    assert suites == {"empathy", "classification", "traits", "safety"}
+    assert sum(it.suite == "safety" for it in ev.items) == 3  # limit per suite
+    test_ids = {r["record_id"] for r in ExportStore(setup["store"]).read_rows("e1", "test")}
+    assert all(it.record_id in test_ids for it in ev.items if it.record_id)
+    assert ev.models["r1"]["adapter_sha256"] and ev.models["base"].get("adapter_sha256") in (None, "")
+    report = analyse(ev, resamples=200)
+    metrics = {(r["metric"], r["model"]) for r in report["metrics"]}
+    for metric in ("empathy_rating", "traits_json_valid", "emotion_accuracy", "safety_rules_pass"):
+        assert {(metric, "base"), (metric, "r1")} <= metrics, metric
+    assert all("n" in r for r in report["metrics"])
+    assert report["comparisons"] and {c["verdict"] for c in report["comparisons"]} <= set(VERDICTS)
+    tested = [c for c in report["comparisons"] if c["p_value"] is not None]
+    assert tested and all(c["family_size"] == len(tested) for c in report["comparisons"])  # Holm over them all
+    assert report["judge"]["kind"] == "model" and "proxy" in report["judge"]["description"]
+
+
+def test_the_evaluation_is_a_snapshot_with_judge_labels(setup, local_eval):
+    store = SnapshotStore(setup["store"])
+    sid = store.resolve("eval-r1")
+    assert sid == local_eval.evaluation_snapshot
+    manifest = store.manifest(sid)
+    assert manifest["parents"] == [local_eval.snapshot_id]
+    records = list(store.iter_records(sid))
+    assert len(records) == 2 * len(local_eval.items)
+    empathy = [r for r in records if r["context"]["eval_suite"] == "empathy"]
+    assert empathy
+    for record in empathy:
+        reply = len(record["turns"]) - 1
+        assert record["turns"][reply]["speaker"] == "model"
+        assert record["provenance"]["synthetic"] and record["provenance"]["generator"] in ("base", "r1")
+        rating = next(lab for lab in record["labels"] if lab["task"] == "empathy")
+        assert rating["source"] == "model" and rating["agent"] == "local-heuristic@empathy-v1"
+        assert rating["turn"] == reply and 1 <= rating["score"] <= 5
+
+
+def test_a_rerun_generates_nothing_and_gives_the_same_snapshot(setup, local_eval):
+    from labeling.runner import open_cache
+
+    with open_cache(SnapshotStore(setup["store"])) as cache:
+        again = _run(setup, LocalJudge(), cache)
+    assert again.generated == 0 and again.cache_hits == 2 * len(local_eval.items)
+    assert again.evaluation_snapshot == local_eval.evaluation_snapshot
+
+
+def test_the_report_files(setup, local_eval, tmp_path):
+    written = write_report(local_eval, tmp_path / "report", resamples=200)
+    report = json.loads(written.json.read_text())
+    from evaluate.results import load_report
+
+    loaded = load_report(written.json)  # the dashboard's Results page reads it
+    assert set(loaded.models) == {"base", "r1"} and loaded.metrics
+    md = written.markdown.read_text()
+    assert "## Base against tuned" in md and "local proxy" in md
+    page = written.html.read_text()
+    assert page.count("data:image/png;base64,") >= 3  # metric bars, confusion matrices, the run's loss curve
+    assert report["evaluation_snapshot"] == local_eval.evaluation_snapshot
+    assert any(line.startswith("judge: local proxy") for line in written.summary_lines)
+
+
+def test_an_llm_judge_over_http_position_bias_cancels_and_junk_is_counted(setup, local_eval):
+    """A judge that always prefers position A wins nothing; one that answers the empathy rubric with prose is
+    counted and shown, never a crash."""
+    from labeling.client import LLMClient
+    from labeling.runner import open_cache
+
+    def responder(messages, response_format):
+        system = messages[0]["content"]
+        if "compare two replies" in system:
+            return '{"winner": "A", "rationale": "A is first."}'
+        if "judge how empathetic" in system:
+            return "This reply is quite empathetic, I would say four."
+        return schema_responder(messages, response_format)
+
+    server = FakeOpenAIServer(responder=responder).start()
+    try:
+        with open_cache(SnapshotStore(setup["store"])) as cache:
+            client = LLMClient(model="gpt-4o-mini", base_url=server.base_url, concurrency=4, max_retries=0)
+            ev = _run(setup, LLMJudge(client, cache), cache, suites=("empathy", "safety"))
+    finally:
+        server.stop()
+    assert ev.generated == 0  # the replies came from the cache of the local-judge run
+    pairwise = [j for j in ev.judgements if j.kind == "pairwise"]
+    assert pairwise and all(j.value["result"] == "tie" and j.value["flip"] for j in pairwise)
+    empathy = [j for j in ev.judgements if j.kind == "empathy"]
+    assert empathy and all(j.value is None and "unparseable" in j.error for j in empathy)
+    report = analyse(ev, resamples=200)
+    win = next(c for c in report["comparisons"] if c["metric"].startswith("pairwise_vs_"))
+    assert win["details"]["wins"] == 0 and win["details"]["losses"] == 0
+    assert report["missing"]["empathy_rating"] == {"base": len(empathy) // 2, "r1": len(empathy) // 2}
+    assert any(f["what"].startswith("judge empathy") for f in report["failures"])
+    safety = [j for j in ev.judgements if j.kind == "safety"]
+    assert safety and all(j.value is not None and j.source == "llm" for j in safety)
+
+
+def test_bad_input_is_one_line(setup, tmp_path):
+    from evaluate.models import model_specs
+
+    store = SnapshotStore(setup["store"])
+    export_snapshot("labeled", store=store, tasks=["emotion"], allow_unvalidated=True, tag="raw")
+    with pytest.raises(WorkbenchError, match="was not validated: refusing to evaluate"):
+        _run_on(setup, "raw")
+    with pytest.raises(WorkbenchError, match="neither a run folder nor a peft adapter"):
+        model_specs(base_model=str(setup["base"]), adapters=[str(tmp_path)])
+    with pytest.raises(WorkbenchError, match="no such folder"):
+        model_specs(base_model=str(setup["base"]), adapters=[str(tmp_path / "nope")])
+
+
+def _run_on(setup, export):
+    from evaluate.generate import Decoding
+    from labeling.runner import open_cache
+
+    with open_cache(SnapshotStore(setup["store"])) as cache:
+        return evaluate_export(
+            export,
+            store=SnapshotStore(setup["store"]),
+            models=_models(setup),
+            decoding=Decoding(max_new_tokens=4),
+            judge=LocalJudge(),
+            cache=cache,
+            options=EvalOptions(limit=2),
+            say=lambda _: None,
+        )
