@@ -10,8 +10,8 @@ matrices, seed 004's two trait-MSE tables, the safety pass rates per category,
 examples of failures, and the lineage (export, snapshot, evaluation snapshot,
 models with adapter hashes, judge and prompt versions, decoding, seeds).
 
-:func:`write_report` writes it as ``report.json``, ``report.md`` and a
-self-contained ``report.html`` (PNG charts inlined; matplotlib, the ``evaluate``
+:func:`write_report` writes it as ``eval.json`` (the name the dashboard's Results
+page looks for), ``eval.md`` and a self-contained ``eval.html`` (PNG charts inlined; matplotlib, the ``evaluate``
 extra), atomically (each file written beside and renamed).
 """
 
@@ -228,7 +228,7 @@ def _safety(ev: Any) -> dict[str, Any]:
 
 
 def write_report(ev: Any, out: str | Path, *, resamples: int = 2000, seed: int = 0) -> Written:
-    """Write ``report.json``, ``report.md`` and ``report.html`` into ``out``; returns their paths and a summary."""
+    """Write ``eval.json``, ``eval.md`` and ``eval.html`` into ``out``; returns their paths and a summary."""
     report = analyse(ev, resamples=resamples, seed=seed)
     return write_files(report, out, runs=_run_folders(ev))
 
@@ -236,7 +236,7 @@ def write_report(ev: Any, out: str | Path, *, resamples: int = 2000, seed: int =
 def write_files(report: Mapping[str, Any], out: str | Path, *, runs: Mapping[str, Path] | None = None) -> Written:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {ext: folder / f"report.{ext}" for ext in ("json", "md", "html")}
+    paths = {ext: folder / f"eval.{ext}" for ext in ("json", "md", "html")}  # eval*.json: the Results page's glob
     _atomic(paths["json"], json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n")
     _atomic(paths["md"], markdown(report))
     _atomic(paths["html"], html_page(report, runs=runs or {}))

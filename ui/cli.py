@@ -16,6 +16,7 @@ from ui.commands import agreement as agreement_cmd
 from ui.commands import augment as augment_cmd
 from ui.commands import curate as curate_cmd
 from ui.commands import dashboard as dashboard_cmd
+from ui.commands import evaluate as evaluate_cmd
 from ui.commands import export as export_cmd
 from ui.commands import finetune as finetune_cmd
 from ui.commands import ingest as ingest_cmd
@@ -77,6 +78,7 @@ app.command("dashboard")(dashboard_cmd.dashboard)
 app.add_typer(export_cmd.app, name="export")
 app.command("finetune")(finetune_cmd.finetune)
 app.add_typer(runs_cmd.app, name="runs")
+app.command("evaluate")(evaluate_cmd.evaluate)
 
 
 def _is_click_exception(exc: BaseException) -> bool:

@@ -16,8 +16,23 @@ from curation.errors import WorkbenchError
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
-_SECTIONS = {"ingest", "curate", "label", "validate", "export", "finetune"}
+_SECTIONS = {"ingest", "curate", "label", "validate", "export", "finetune", "evaluate"}
 _FINETUNE_KEYS = {"input", "config", "base_model", "tiny", "out", "set"}
+_EVALUATE_KEYS = {
+    "input",
+    "adapters",
+    "base_model",
+    "tiny",
+    "suites",
+    "judge",
+    "judge_url",
+    "limit",
+    "seed",
+    "max_new_tokens",
+    "batch_size",
+    "tag",
+    "out",
+}
 _EXPORT_KEYS = {"input", "tasks", "mix", "seed", "system_prompt", "tokenizer", "tag", "allow_unvalidated"}
 _INGEST_KEYS = {"source", "paths", "tag", "on_error"}
 _CURATE_KEYS = {"inputs", "config", "tag", "engine", "workers"}
@@ -98,6 +113,23 @@ class FinetuneStage:
 
 
 @dataclass(frozen=True)
+class EvaluateStage:
+    input: str  # an export ref: prompts from its test split
+    adapters: tuple[str, ...] = ("pipeline",)  # run folders under the runs folder
+    base_model: str | None = None
+    tiny: bool = False  # the tiny random base model (the [finetune] stage's)
+    suites: tuple[str, ...] = ("empathy", "classification", "traits", "safety")
+    judge: str = "local"  # the local proxy, or a judge model name at judge_url
+    judge_url: str | None = None
+    limit: int = 50  # prompts per suite
+    seed: int = 0
+    max_new_tokens: int = 256
+    batch_size: int = 32
+    tag: str | None = None
+    out: str = "evaluation"  # the report folder, under the runs folder (the dashboard's Results page finds it)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     path: Path
     ingest: tuple[IngestStage, ...] = field(default_factory=tuple)
@@ -106,6 +138,7 @@ class PipelineConfig:
     validate: ValidateStage | None = None
     export: ExportStage | None = None
     finetune: FinetuneStage | None = None
+    evaluate: EvaluateStage | None = None
 
 
 def load_config(path: Path | None = None) -> PipelineConfig:
@@ -136,8 +169,49 @@ def load_config(path: Path | None = None) -> PipelineConfig:
     finetune = (
         _finetune_stage(data["finetune"], f"{path}: [finetune]", base=path.parent) if "finetune" in data else None
     )
+    evaluate = _evaluate_stage(data["evaluate"], f"{path}: [evaluate]") if "evaluate" in data else None
     return PipelineConfig(
-        path=path, ingest=tuple(stages), curate=curate, label=label, validate=validate, export=export, finetune=finetune
+        path=path,
+        ingest=tuple(stages),
+        curate=curate,
+        label=label,
+        validate=validate,
+        export=export,
+        finetune=finetune,
+        evaluate=evaluate,
+    )
+
+
+def _evaluate_stage(raw: Any, where: str) -> EvaluateStage:
+    _check_table(raw, where, allowed=_EVALUATE_KEYS, required=("input",))
+    tiny = raw.get("tiny", False)
+    if not isinstance(tiny, bool) or tiny == bool(raw.get("base_model")):
+        raise WorkbenchError(f"{where}: give either 'base_model' or tiny = true (not both)")
+    for key in ("adapters", "suites"):
+        value = raw.get(key, list(getattr(EvaluateStage, key)))
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise WorkbenchError(f"{where}: {key!r} must be a list of names")
+    for key in ("limit", "seed", "max_new_tokens", "batch_size"):
+        value = raw.get(key, getattr(EvaluateStage, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
+            raise WorkbenchError(f"{where}: {key!r} must be a positive integer, got {value!r}")
+    out = str(raw.get("out", "evaluation"))
+    if not out or Path(out).is_absolute() or ".." in Path(out).parts:
+        raise WorkbenchError(f"{where}: 'out' must be a folder name under the runs folder, got {out!r}")
+    return EvaluateStage(
+        input=str(raw["input"]),
+        adapters=tuple(raw.get("adapters", EvaluateStage.adapters)),
+        base_model=raw.get("base_model"),
+        tiny=tiny,
+        suites=tuple(raw.get("suites", EvaluateStage.suites)),
+        judge=str(raw.get("judge", "local")),
+        judge_url=raw.get("judge_url"),
+        limit=raw.get("limit", EvaluateStage.limit),
+        seed=raw.get("seed", 0),
+        max_new_tokens=raw.get("max_new_tokens", EvaluateStage.max_new_tokens),
+        batch_size=raw.get("batch_size", EvaluateStage.batch_size),
+        tag=raw.get("tag"),
+        out=out,
     )
 
 

@@ -38,7 +38,7 @@ def evaluate(
     batch_size: int = typer.Option(32, "--batch-size", help="Prompts per generation batch (local models)."),
     system_prompt: str = typer.Option(None, "--system-prompt", help="The same system prompt for every model."),
     tag: str = typer.Option(None, "--tag", "-t", help="Ref to point at the evaluation snapshot."),
-    out: Path = typer.Option(None, "--out", "-o", help="Report folder: report.json, report.md, report.html."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report folder: eval.json, eval.md, eval.html."),
     allow_unvalidated: bool = typer.Option(False, "--allow-unvalidated", help="Evaluate an unvalidated export."),
 ) -> None:
     """Compare the base model with fine-tuned adapters: judged empathy, traits, classification, safety."""
@@ -54,8 +54,8 @@ def evaluate(
     )
     if out is None:
         raise WorkbenchError("give --out REPORT_FOLDER for the report")
-    from evaluate.models import build_judge, model_specs
     from evaluate.generate import Decoding
+    from evaluate.models import build_judge, model_specs
     from evaluate.report import write_report
     from labeling.runner import open_cache
 

@@ -110,6 +110,8 @@ def run(
         print_export_result(exported, tag=stage.tag)
     if cfg.finetune:
         run_finetune_stage(cfg.finetune, store=store)
+    if cfg.evaluate:
+        run_evaluate_stage(cfg.evaluate, store=store)
     if not cfg.curate and not cfg.label:
         state.console().print("next: workbench snapshots list | workbench snapshots show dd-raw")
 
@@ -148,3 +150,47 @@ def run_finetune_stage(stage: Any, *, store: Any) -> None:
         cfg.base_model = stage.base_model
     say = con.print if con.is_terminal else print
     print_result(training.finetune(stage.input, store=store, config=cfg, out=out, say=say))
+
+
+def run_evaluate_stage(stage: Any, *, store: Any) -> None:
+    """Base model against the runs' adapters on an export's test split; the report lands in ``<runs>/<out>``."""
+    from curation.errors import WorkbenchError
+    from evaluate.results import default_runs_dir
+    from finetune.config import require_finetune_extra
+
+    runs = default_runs_dir(store.url)
+    if runs is None:
+        raise WorkbenchError("[evaluate]: a remote store has no runs folder beside it: set WORKBENCH_RUNS")
+    require_finetune_extra()
+    from evaluate.generate import Decoding
+    from evaluate.models import build_judge, model_specs
+    from evaluate.report import write_report
+    from evaluate.run import EvalOptions, evaluate_export
+    from labeling.runner import open_cache
+
+    base_model = stage.base_model
+    if stage.tiny:
+        from finetune.tiny import build_tiny_model
+
+        base_model = str(build_tiny_model(runs / "tiny-qwen2"))
+    specs = model_specs(base_model=base_model, adapters=[str(runs / a) for a in stage.adapters])
+    con = state.console()
+    say = con.print if con.is_terminal else print
+    options = EvalOptions(suites=stage.suites, limit=stage.limit, seed=stage.seed)
+    decoding = Decoding(max_new_tokens=stage.max_new_tokens, seed=stage.seed, batch_size=stage.batch_size)
+    with open_cache(store) as cache:
+        evaluation = evaluate_export(
+            stage.input,
+            store=store,
+            models=specs,
+            decoding=decoding,
+            judge=build_judge(stage.judge, stage.judge_url, cache),
+            cache=cache,
+            options=options,
+            tag=stage.tag,
+            say=say,
+        )
+    written = write_report(evaluation, runs / stage.out)
+    for line in written.summary_lines:
+        con.print(line, soft_wrap=True)
+    con.print(f"report: {written.html} (and eval.md, eval.json; the dashboard's Results page shows it)", soft_wrap=True)
