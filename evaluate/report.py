@@ -389,6 +389,9 @@ def html_page(report: Mapping[str, Any], *, runs: Mapping[str, Path]) -> str:
     """A self-contained page: the Markdown's tables as HTML and the charts as inline PNGs."""
     charts = _charts(report, runs)
     body = [f"<h1>{html.escape(report['name'])}</h1>", "<ul>"]
+    if charts is None:
+        body.insert(1, "<p><b>No charts: they need matplotlib (pip install 'workbench[evaluate]').</b></p>")
+        charts = []
     body += [f"<li>{html.escape(line[2:])}</li>" for line in _lineage_lines(report)]
     body.append("</ul>")
     body.append(_table_html(report))
@@ -433,14 +436,15 @@ def _table_html(report: Mapping[str, Any]) -> str:
     return "".join(rows)
 
 
-def _charts(report: Mapping[str, Any], runs: Mapping[str, Path]) -> list[tuple[str, str]]:
+def _charts(report: Mapping[str, Any], runs: Mapping[str, Path]) -> list[tuple[str, str]] | None:
+    """(title, base64 PNG) per chart; None when matplotlib (the ``evaluate`` extra) is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return []
+        return None
     charts = []
     by_suite: dict[str, list[Mapping[str, Any]]] = {}
     suite_of = {c["metric"]: c["suite"] for c in report["comparisons"]}

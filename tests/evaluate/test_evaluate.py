@@ -302,3 +302,29 @@ def _run_on(setup, export):
             options=EvalOptions(limit=2),
             say=lambda _: None,
         )
+
+
+def test_the_cli_as_a_user_runs_it(setup, tmp_path):
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "WORKBENCH_STORE": setup["store"], "COLUMNS": "200", "NO_COLOR": "1"}
+
+    def wb(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "ui.cli", "evaluate", "e1", *args], capture_output=True, text=True, env=env, cwd=root
+        )
+
+    out = tmp_path / "report"
+    args = ("--base-model", str(setup["base"]), "--adapter", f"tuned={setup['run']}", "--limit", "2")
+    proc = wb(*args, "--suites", "empathy,safety", "--max-new-tokens", "6", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "empathy_rating tuned vs base:" in proc.stdout and (out / "eval.json").is_file()
+    report = json.loads((out / "eval.json").read_text())
+    assert list(report["models"]) == ["base", "tuned"] and report["prompts"] == {"empathy": 2, "safety": 2}
+    bad = wb("--base-model", str(setup["base"]), "--adapter", str(tmp_path / "nope"), "--out", str(out))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("error: adapter ") and "no such folder" in bad.stderr
+    no_test = wb("--base-model", str(setup["base"]), "--suites", "nonsense", "--out", str(out))
+    assert no_test.returncode == 1 and "nonsense" in no_test.stderr and "Traceback" not in no_test.stderr

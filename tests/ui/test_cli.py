@@ -159,6 +159,31 @@ def test_run_ends_with_a_tiny_fine_tune_and_a_rerun_trains_nothing(ran):
     assert [s["step"] for s in steps if "loss" in s] == [1, 2, 3]
     again = wb("run", store=store)
     assert f"{run_dir} already holds the finished run on export {exported} (nothing trained)" in again.stdout
+    # the evaluation stage comes back from the cache: nothing generated, the same evaluation snapshot
+    assert "replies: 0 generated, 64 from the cache" in again.stdout
+    first = json.loads((store / "refs" / "eval-pipeline.json").read_text())["id"]
+    assert f"evaluation snapshot {first}" in again.stdout
+
+
+def test_run_ends_with_an_evaluation_of_base_against_the_adapter(ran):
+    store, proc = ran
+    report = json.loads((store.parent / "runs" / "evaluation" / "eval.json").read_text())
+    assert list(report["models"]) == ["base", "pipeline"]
+    assert report["prompts"] == {"empathy": 8, "classification": 8, "traits": 8, "safety": 8}
+    assert report["judge"]["kind"] == "model" and "judge: local proxy" in proc.stdout
+    assert report["evaluation_snapshot"] == json.loads((store / "refs" / "eval-pipeline.json").read_text())["id"]
+    assert {c["verdict"] for c in report["comparisons"]} <= {"improved", "worse", "no detectable change"}
+    assert "empathy_rating pipeline vs base:" in proc.stdout
+    assert (store.parent / "runs" / "evaluation" / "eval.html").read_text().count("data:image/png") >= 2
+    shown = wb("snapshots", "show", "eval-pipeline", store=store).stdout
+    assert "evaluation" in shown
+
+
+def test_bad_evaluate_stage_names_the_key(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[evaluate]\ninput = "e1"\ntiny = true\nlimit = 0\n')
+    proc = wb("run", "--config", str(cfg), store=tmp_path / "s", check=False)
+    assert proc.returncode == 1 and "[evaluate]: 'limit' must be a positive integer" in proc.stderr
 
 
 def test_bad_finetune_stage_names_the_key(tmp_path):
