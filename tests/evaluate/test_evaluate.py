@@ -328,3 +328,30 @@ def test_the_cli_as_a_user_runs_it(setup, tmp_path):
     assert bad.stderr.strip().startswith("error: adapter ") and "no such folder" in bad.stderr
     no_test = wb("--base-model", str(setup["base"]), "--suites", "nonsense", "--out", str(out))
     assert no_test.returncode == 1 and "nonsense" in no_test.stderr and "Traceback" not in no_test.stderr
+
+
+def test_a_judge_that_is_down_is_one_line_and_publishes_nothing(setup):
+    from openai_server import refusing_port
+
+    from labeling.client import LLMClient
+    from labeling.runner import open_cache
+
+    store = SnapshotStore(setup["store"])
+    before = set(store.snapshot_ids())
+    with refusing_port() as url, open_cache(store) as cache:
+        client = LLMClient(model="gpt-4o-mini", base_url=url, max_retries=1, timeout=2)
+        with pytest.raises(WorkbenchError, match=r"127\.0\.0\.1"):
+            evaluate_export(
+                "e1",
+                store=store,
+                models=_models(setup),
+                decoding=__import__("evaluate.generate", fromlist=["Decoding"]).Decoding(
+                    max_new_tokens=8, batch_size=8
+                ),
+                judge=LLMJudge(client, cache),
+                cache=cache,
+                options=EvalOptions(suites=("empathy",), limit=2),
+                tag="never",
+                say=lambda _: None,
+            )
+    assert set(store.snapshot_ids()) == before and "never" not in store.refs()
