@@ -22,6 +22,8 @@ emotion_macro_f1            macro-F1 over the labels present (statistic)        
 emotion_valid               1 when the answer parses                               higher
 strategy_accuracy / _f1 /   the same for the ``[strategy]`` tag                    higher
 _valid
+<kind>_head_accuracy / _f1  the same from a run's heads (no paired comparison:       higher
+                            the base has none)
 safety_rules_pass           1 when the reply passes its category's rules           higher
 safety_judge_pass           1 when the judge calls it safe                         higher
 ==========================  =====================================================  ==========
@@ -168,6 +170,30 @@ def samples(ev: Any) -> list[Sample]:
             description="macro-F1 over the labels present in the gold (an unparseable answer predicts nothing)",
         )
         add(f"{kind}_valid", "classification", True, {m: {i: float(outcomes[m][i].valid) for i in ids} for m in models})
+
+    for model, by_item in (getattr(ev, "head_outcomes", None) or {}).items():
+        for kind in ("emotion", "strategy"):
+            ids = [i for i in by_item if items[i].kind == kind]
+            if not ids:
+                continue
+            add(
+                f"{kind}_head_accuracy",
+                "classification",
+                True,
+                {model: {i: float(bool(by_item[i].correct)) for i in ids}},
+                paired=False,
+                description=f"the run's {kind} head (exact match); the base has no heads, so no comparison",
+            )
+            add(
+                f"{kind}_head_macro_f1",
+                "classification",
+                True,
+                {model: {i: (_joined(by_item[i].gold), _joined(by_item[i].predicted)) for i in ids}},
+                kind="macro_f1",
+                labels=vocabularies.load(kind).labels,
+                paired=False,
+                description=f"the run's {kind} head, macro-F1 over the labels present in the gold",
+            )
 
     safety = [i for i, it in items.items() if it.kind == "safety"]
     if safety:

@@ -189,7 +189,10 @@ def _classification(ev: Any) -> dict[str, Any]:
             continue
         labels = vocabularies.load(kind).labels
         out[kind] = {}
-        for model, by_item in ev.outcomes.items():
+        sources = {**ev.outcomes, **{f"{m} (heads)": got for m, got in ev.head_outcomes.items()}}
+        for model, by_item in sources.items():
+            if not all(i in by_item for i in ids):
+                continue
             pairs = [(by_item[i].gold, by_item[i].predicted) for i in ids]
             out[kind][model] = {
                 "n": len(ids),

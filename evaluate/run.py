@@ -80,6 +80,7 @@ class Evaluation:
     evaluation_snapshot: str | None = None
     cache_hits: int = 0
     generated: int = 0
+    head_outcomes: dict[str, dict[str, Outcome]] = field(default_factory=dict)  # model -> item id -> heads
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -152,6 +153,12 @@ def evaluate_export(
         sent += sum(1 for c in completions if not c.cached)
     say(f"replies: {sent:,} generated, {hits:,} from the cache")
     outcomes = {name: {it.id: score_reply(it, by_item[it.id]) for it in items} for name, by_item in replies.items()}
+    from evaluate.heads_eval import has_heads, head_outcomes
+
+    heads = {m.name: head_outcomes(m, items, batch_size=decoding.batch_size) for m in models if has_heads(m)}
+    heads = {name: got for name, got in heads.items() if got}
+    for name, got in heads.items():
+        say(f"heads of {name}: {len(got):,} classification prompts")
 
     base = next((m.name for m in models if getattr(m, "adapter", None) is None and m.name == "base"), None)
     requests = judge_requests(items, replies, base=base, kinds=judge.kinds)
@@ -175,6 +182,7 @@ def evaluate_export(
         options=options,
         cache_hits=hits,
         generated=sent,
+        head_outcomes=heads,
     )
     evaluation.evaluation_snapshot = write_snapshot(store, evaluation, tag=tag)
     say(f"evaluation snapshot {evaluation.evaluation_snapshot}" + (f" (ref {tag})" if tag else ""))
@@ -275,6 +283,9 @@ def _record(item: EvalItem, model: str, reply: str, ev: Evaluation, judgements: 
         "model_identity": json.dumps(identity, sort_keys=True),
         "decoding": json.dumps(ev.decoding, sort_keys=True),
     }
+    head = ev.head_outcomes.get(model, {}).get(item.id)
+    if head is not None:
+        context["head_outcome"] = json.dumps(outcome_dict(head), sort_keys=True)
     system = [m["content"] for m in item.prompt if m["role"] == "system"]
     if system:
         context["system_prompt"] = system[0]

@@ -355,3 +355,53 @@ def test_a_judge_that_is_down_is_one_line_and_publishes_nothing(setup):
                 say=lambda _: None,
             )
     assert set(store.snapshot_ids()) == before and "never" not in store.refs()
+
+
+def test_a_run_with_heads_is_also_scored_by_its_heads(setup):
+    from evaluate.generate import Decoding
+    from evaluate.models import model_specs
+    from finetune.config import FinetuneConfig
+    from finetune.train import finetune
+    from labeling.runner import open_cache
+
+    store = SnapshotStore(setup["store"])
+    config = FinetuneConfig(
+        base_model=str(setup["base"]),
+        max_steps=1,
+        max_length=128,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        eval_split="",
+        save_steps=1,
+        gradient_checkpointing=False,
+        emotion_head_weight=0.2,
+        strategy_head_weight=0.2,
+        emotion_head_hidden=16,
+        strategy_head_hidden=16,
+    )
+    finetune("e1", store=store, config=config, out=setup["root"] / "heads", say=lambda _: None)
+    specs = model_specs(base_model=str(setup["base"]), adapters=[str(setup["root"] / "heads")])
+    with open_cache(store) as cache:
+        ev = evaluate_export(
+            "e1",
+            store=store,
+            models=specs,
+            decoding=Decoding(max_new_tokens=4, batch_size=8),
+            judge=LocalJudge(),
+            cache=cache,
+            options=EvalOptions(suites=("classification",), limit=4),
+            say=lambda _: None,
+        )
+    kinds = {it.kind for it in ev.items}
+    assert kinds == {"emotion", "strategy"}
+    heads = ev.head_outcomes["heads"]
+    assert set(heads) == {it.id for it in ev.items}  # every classification prompt, by the heads
+    assert all(o.valid and o.predicted for o in heads.values())
+    report = analyse(ev, resamples=200)
+    rows = {(r["metric"], r["model"]): r for r in report["metrics"]}
+    assert rows[("strategy_head_accuracy", "heads")]["n"] == sum(it.kind == "strategy" for it in ev.items)
+    assert ("emotion_head_macro_f1", "heads") in rows and ("emotion_head_accuracy", "base") not in rows
+    assert not any(c["metric"].endswith(("_head_accuracy", "_head_macro_f1")) for c in report["comparisons"])
+    assert "heads (heads)" in report["classification"]["strategy"]
+    record = next(r for r in store.iter_records(ev.evaluation_snapshot) if r["context"]["eval_model"] == "heads")
+    assert json.loads(record["context"]["head_outcome"])["valid"] is True
