@@ -46,8 +46,10 @@ class Written:
     summary_lines: list[str]
 
 
-def analyse(ev: Any, *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """The report dict (see the module docstring)."""
+def analyse(
+    ev: Any, *, resamples: int = 2000, seed: int = 0, agreement: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The report dict (see the module docstring); ``agreement``: human raters against the judge, when any rated."""
     from evaluate import stats
 
     clusters = ev.clusters
@@ -163,6 +165,7 @@ def analyse(ev: Any, *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
         "failures": M.failures(ev),
         "cache": {"generated": ev.generated, "from_cache": ev.cache_hits},
         "reference": {"seed_003": SEED_003, "note": SEED_003_NOTE},
+        "judge_agreement": dict(agreement) if agreement else None,
     }
     return report
 
@@ -230,9 +233,11 @@ def _safety(ev: Any) -> dict[str, Any]:
 # ---- writing ------------------------------------------------------------------------------------------
 
 
-def write_report(ev: Any, out: str | Path, *, resamples: int = 2000, seed: int = 0) -> Written:
+def write_report(
+    ev: Any, out: str | Path, *, resamples: int = 2000, seed: int = 0, agreement: Mapping[str, Any] | None = None
+) -> Written:
     """Write ``eval.json``, ``eval.md`` and ``eval.html`` into ``out``; returns their paths and a summary."""
-    report = analyse(ev, resamples=resamples, seed=seed)
+    report = analyse(ev, resamples=resamples, seed=seed, agreement=agreement)
     return write_files(report, out, runs=_run_folders(ev))
 
 
@@ -359,6 +364,23 @@ def markdown(report: Mapping[str, Any]) -> str:
             for model, s in by_model.items():
                 judge = f"{s['judge_pass']}/{s['judged']}" if s["judged"] else "-"
                 out.append(f"| {cat} | {model} | {s['rules_pass']}/{s['n']} | {judge} |")
+    out += ["", "## Judge against human raters", ""]
+    agreement = report.get("judge_agreement")
+    if not agreement:
+        out.append(
+            "No human ratings yet: the judge is not audited. Push the evaluation snapshot for review "
+            f"(`workbench review push {report['evaluation_snapshot']} --task empathy`), pull the ratings and run "
+            "`workbench evaluate-report <pulled snapshot> --out DIR`."
+        )
+    else:
+        out.append(f"Empathy ratings of {agreement['replies_rated_by_humans']} replies rated by humans.")
+        for name in ("human_judge", "human_human"):
+            comparison = agreement.get(name)
+            if comparison:
+                alpha = _fmt(comparison.get("alpha"))
+                out.append(
+                    f"- {name.replace('_', ' ')}: Krippendorff's alpha {alpha} over {comparison['units']} replies"
+                )
     if report.get("failures"):
         out += ["", "## Failures (examples)", ""]
         for f in report["failures"][:30]:

@@ -278,6 +278,7 @@ def _record(item: EvalItem, model: str, reply: str, ev: Evaluation, judgements: 
         "eval_kind": item.kind,
         "source": item.source,
         "prompt_record": item.record_id or "",
+        "cluster": item.cluster,
         "reference": item.reference or "",
         "outcome": json.dumps(outcome_dict(outcome), sort_keys=True),
         "model_identity": json.dumps(identity, sort_keys=True),
@@ -291,14 +292,33 @@ def _record(item: EvalItem, model: str, reply: str, ev: Evaluation, judgements: 
         context["system_prompt"] = system[0]
     if item.category:
         context["safety_category"] = item.category
+    errors = [
+        {"kind": j.kind, "agent": j.agent, "source": j.source, "error": j.error} for j in judgements if j.value is None
+    ]
+    if errors:
+        context["judge_errors"] = json.dumps(errors, sort_keys=True)
     labels = []
     for j in judgements:
         if j.value is None:
             continue
+        attrs = None
+        if j.kind == "pairwise":
+            attrs = {
+                "first": str(j.value["first"]),
+                "second": str(j.value["second"]),
+                "flip": str(j.value["flip"]).lower(),
+            }
         for task, value, score in _label_values(j):  # no created_at: the same inputs give the same snapshot id
             labels.append(
                 label(
-                    task, value, score=score, source=j.source, agent=j.agent, turn=reply_turn, raw=j.rationale or None
+                    task,
+                    value,
+                    score=score,
+                    source=j.source,
+                    agent=j.agent,
+                    turn=reply_turn,
+                    raw=j.rationale or None,
+                    attrs=attrs,
                 )
             )
     digest = hashlib.sha256(f"{model}\x00{item.id}".encode()).hexdigest()[:16]

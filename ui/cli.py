@@ -79,6 +79,7 @@ app.add_typer(export_cmd.app, name="export")
 app.command("finetune")(finetune_cmd.finetune)
 app.add_typer(runs_cmd.app, name="runs")
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("evaluate-report")(evaluate_cmd.evaluate_report)
 
 
 def _is_click_exception(exc: BaseException) -> bool:

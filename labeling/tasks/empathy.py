@@ -1,8 +1,9 @@
 """Empathy: a 1-5 rubric rating of a response in its context (1 not empathetic ... 5 highly empathetic), with rationale.
 
 Items are the *responses* of a conversation: every turn after the first whose
-speaker is one of ``responders`` -- ESConv's ``supporter`` and
-EmpatheticDialogues' ``listener`` by default. DailyDialog's ``A`` / ``B`` are
+speaker is one of ``responders`` -- ESConv's ``supporter``,
+EmpatheticDialogues' ``listener`` and ``model``, the reply of an evaluation
+snapshot (``evaluate.run``: so humans can rate the replies a judge rated) by default. DailyDialog's ``A`` / ``B`` are
 peers, not a helper and a helped, so they are not rated unless asked for
 (``responders=("B",)``). Single-text records have no responses and give no items.
 Each item shows up to ``context_turns`` turns before it and the situation.
@@ -32,7 +33,11 @@ class EmpathyTask(Task):
     prompt_version: ClassVar[str] = "empathy-v1"
 
     def __init__(
-        self, *, responders: tuple[str, ...] = ("supporter", "listener"), context_turns: int = 6, max_chars: int = 3000
+        self,
+        *,
+        responders: tuple[str, ...] = ("supporter", "listener", "model"),
+        context_turns: int = 6,
+        max_chars: int = 3000,
     ) -> None:
         if not responders or context_turns < 1 or max_chars < 16:
             raise WorkbenchError("empathy: responders must be non-empty, context_turns >= 1, max_chars >= 16")

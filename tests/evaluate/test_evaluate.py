@@ -405,3 +405,47 @@ def test_a_run_with_heads_is_also_scored_by_its_heads(setup):
     assert "heads (heads)" in report["classification"]["strategy"]
     record = next(r for r in store.iter_records(ev.evaluation_snapshot) if r["context"]["eval_model"] == "heads")
     assert json.loads(record["context"]["head_outcome"])["valid"] is True
+
+
+def test_the_report_again_from_the_snapshot_with_human_ratings(setup, local_eval, tmp_path):
+    """What review pull does (human empathy ratings on the reply turns, a child snapshot) and the report made
+    from it: the same numbers, plus the judge against the humans."""
+    import os
+    import subprocess
+
+    from curation.record import label
+    from evaluate.from_snapshot import judge_agreement, load_evaluation
+
+    store = SnapshotStore(setup["store"])
+    again, records = load_evaluation(store, local_eval.evaluation_snapshot)
+    first = analyse(local_eval, resamples=200)
+    second = analyse(again, resamples=200)
+    assert [(r["metric"], r["model"], r["value"], r["n"]) for r in first["metrics"]] == [
+        (r["metric"], r["model"], r["value"], r["n"]) for r in second["metrics"]
+    ]
+    assert judge_agreement(records) is None
+    step = {"kind": "review-pull", "config": {"test": "human ratings"}}
+    with store.writer(step=step, parents=[local_eval.evaluation_snapshot]) as writer:
+        for i, record in enumerate(records):
+            reply = len(record["turns"]) - 1
+            judge = next((lab for lab in record["labels"] if lab["task"] == "empathy"), None)
+            if judge is not None:
+                for rater in ("alice", "bob"):
+                    value = min(5, int(judge["value"]) + (i + len(rater)) % 2)  # near the judge, not equal
+                    human = label("empathy", str(value), score=float(value), source="human", agent=rater, turn=reply)
+                    record = {**record, "labels": [*record["labels"], human]}
+            writer.add(record)
+        pulled = writer.commit()
+    env = {**os.environ, "WORKBENCH_STORE": setup["store"], "COLUMNS": "200", "NO_COLOR": "1"}
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "reviewed"
+    cmd = [sys.executable, "-m", "ui.cli", "evaluate-report", pulled, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "judge against humans: alpha" in proc.stdout
+    report = json.loads((out / "eval.json").read_text())
+    rated = sum(1 for r in records if any(lab["task"] == "empathy" for lab in r["labels"]))
+    assert report["judge_agreement"]["replies_rated_by_humans"] == rated
+    assert report["judge_agreement"]["human_judge"]["units"] == rated
+    assert report["evaluation_snapshot"] == local_eval.evaluation_snapshot
+    assert "## Judge against human raters" in (out / "eval.md").read_text()

@@ -81,3 +81,29 @@ def evaluate(
     for line in written.summary_lines:
         con.print(line, soft_wrap=True)
     con.print(f"report: {written.markdown}  {written.html}  {written.json}", soft_wrap=True)
+
+
+def evaluate_report(
+    snapshot: str = typer.Argument(..., help="An evaluation snapshot, or a reviewed descendant of one (review pull)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder: eval.json, eval.md, eval.html."),
+) -> None:
+    """The report of an evaluation again, from its snapshot: with judge-human agreement when humans rated replies."""
+    from evaluate.from_snapshot import judge_agreement, load_evaluation
+    from evaluate.report import write_report
+
+    evaluation, records = load_evaluation(state.store(), snapshot)
+    agreement = judge_agreement(records)
+    written = write_report(evaluation, out, agreement=agreement)
+    con = state.console()
+    for line in written.summary_lines:
+        con.print(line, soft_wrap=True)
+    if agreement:
+        judge = agreement.get("human_judge") or {}
+        con.print(
+            f"judge against humans: alpha {judge.get('alpha', float('nan')):.3f} on "
+            f"{agreement['replies_rated_by_humans']} rated replies",
+            soft_wrap=True,
+        )
+    else:
+        con.print("no human ratings on these replies: the judge is not audited (see the report)")
+    con.print(f"report: {written.markdown}  {written.html}  {written.json}", soft_wrap=True)
