@@ -11,12 +11,26 @@ ESConv example slice as chat messages) in the same order, a few optimizer steps 
   q/v only, fp16 where the GPU has it, loss on every non-pad token;
 * ``seed 003``: batch 4, dynamic padding (to the longest in the batch), LoRA on q/k/v/o, fp16.
 
-Reported per recipe: processed (non-pad) tokens/s, trained (loss-carrying) tokens/s, seconds per
-optimizer step and peak memory (GPU: ``torch.cuda.max_memory_allocated``; CPU: the process's peak
-RSS), with ratios to the seed 003 recipe. On a GPU the model has Qwen2.5-0.5B's shape; on CPU a
-scaled-down shape (``--shape``) and shorter sequences, so CPU numbers are only comparable as ratios.
+Reported per recipe: processed (non-pad) tokens/s, trained (loss-carrying) tokens/s and peak memory
+(GPU: ``torch.cuda.max_memory_allocated``; CPU: the process's peak RSS), with ratios to the seed 003
+recipe. The trained-token ratio mixes speed with the loss mask (ours trains on assistant tokens
+only, ~43 % of the ESConv tokens; the seeds on every token), so the processed-token ratio is shown
+too. On a GPU the model has Qwen2.5-0.5B's shape; on CPU a scaled-down shape (``--shape``) and
+shorter sequences, so CPU numbers are only comparable as ratios.
 
-    python bench/qlora.py                      # CPU: ~4 min on 2 cores
+On CPU the rates are per second of the process's CPU time (user + system, OpenMP threads waiting
+passively), not of wall time: on a shared machine another job's load lands on whichever recipe runs
+at that moment, and wall-clock ratios moved by 2x between runs. ``--repeat`` runs the recipes in
+turn several times and reports each recipe's median.
+
+Caveats for CPU numbers: the scaled-down shape keeps Qwen2.5's 151,936-token vocabulary, so the LM
+head (tied, 151,936 x 256) is ~90 % of a step, and TRL's fused LM head has no Triton kernel on CPU
+(its torch fallback scores every position, not only the loss-carrying ones as on a GPU); and at the
+CPU ``--max-length`` of 256 every ESConv conversation (318 to 2,262 tokens) is truncated, so nothing
+is packed. ``--set`` changes our recipe's config (``FinetuneConfig`` fields) to try settings.
+
+    python bench/qlora.py                      # CPU: ~2 min on 2 cores
+    python bench/qlora.py --recipes "seed 003,ours" --set gradient_checkpointing=false --repeat 2
     python bench/qlora.py --export e1 --store workbench-store
 """
 
@@ -108,20 +122,21 @@ def child(args) -> dict:
             timer.mark(state.global_step)
 
     if args.recipe == "ours":
-        from finetune.config import FinetuneConfig
+        from finetune.config import FinetuneConfig, parse_overrides
         from finetune.train import RunLog, build_trainer, detect_device, load_base_model, resolve_precision
 
-        config = FinetuneConfig(
-            base_model=args.model,
-            max_length=args.max_length,
-            per_device_train_batch_size=args.ours_batch,
-            gradient_accumulation_steps=1,
-            max_steps=steps,
-            eval_split="",
-            save_steps=10**9,
-            logging_steps=10**9,
-            warmup_ratio=0.0,
-        )
+        values = {
+            "base_model": args.model,
+            "max_length": args.max_length,
+            "per_device_train_batch_size": args.ours_batch,
+            "gradient_accumulation_steps": 1,
+            "max_steps": steps,
+            "eval_split": "",
+            "save_steps": 10**9,
+            "logging_steps": 10**9,
+            "warmup_ratio": 0.0,
+        }
+        config = FinetuneConfig(**{**values, **parse_overrides(args.set or [])})
         device = detect_device()
         precision, dtype = resolve_precision(config, device)
         model = load_base_model(Path(args.model), config, device, dtype)
@@ -154,6 +169,7 @@ def child(args) -> dict:
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     )
     out["device"] = torch.cuda.get_device_name(0) if gpu else "cpu"
+    out["config"] = args.set or []
     return out
 
 
@@ -161,11 +177,11 @@ class _Timer:
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
         self.sources = (lambda: 0, lambda: 0)
-        self.start: tuple[float, int, int] | None = None
-        self.end: tuple[float, int, int] | None = None
+        self.start: tuple[float, int, int, float] | None = None
+        self.end: tuple[float, int, int, float] | None = None
 
     def mark(self, step: int) -> None:
-        now = (time.perf_counter(), self.sources[0](), self.sources[1]())
+        now = (time.perf_counter(), self.sources[0](), self.sources[1](), time.process_time())
         if step == self.warmup:
             self.start = now
         self.end = now
@@ -173,12 +189,16 @@ class _Timer:
     def result(self) -> dict:
         assert self.start and self.end, "no steps were timed"
         seconds = self.end[0] - self.start[0]
+        cpu_seconds = self.end[3] - self.start[3]
         return {
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "trained_tokens": self.end[1] - self.start[1],
             "processed_tokens": self.end[2] - self.start[2],
             "trained_per_s": (self.end[1] - self.start[1]) / seconds,
             "processed_per_s": (self.end[2] - self.start[2]) / seconds,
+            "trained_per_cpu_s": (self.end[1] - self.start[1]) / cpu_seconds,
+            "processed_per_cpu_s": (self.end[2] - self.start[2]) / cpu_seconds,
         }
 
 
@@ -292,6 +312,18 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=None, help="Packed length (ours), truncation (seeds).")
     parser.add_argument("--pad-to", type=int, default=None, help="Seed 000's fixed padding (1024 in the report).")
     parser.add_argument("--ours-batch", type=int, default=None, help="Packed sequences per micro-batch (ours).")
+    parser.add_argument(
+        "--recipes",
+        default=",".join(RECIPES),
+        help="Comma-separated recipes to run (seed 003, the baseline, always runs).",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="Our recipe's config: a FinetuneConfig field, e.g. gradient_checkpointing=false (repeatable).",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="Run the recipes in turn this many times; medians.")
     parser.add_argument("--json", help="Write the results here too.")
     parser.add_argument("--recipe", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -308,53 +340,88 @@ def main() -> None:
     if args.recipe:
         print("RESULT " + json.dumps(child(args)))
         return
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown:
+        parser.error(f"--recipes: unknown {', '.join(unknown)} (choose from {', '.join(RECIPES)})")
+    recipes = [r for r in RECIPES if r in recipes or r == "seed 003"]
+    if args.set:
+        from curation.errors import WorkbenchError
+        from finetune.config import load_config, parse_overrides
+
+        try:
+            load_config(overrides=parse_overrides(args.set))  # a bad key or value fails here, not in the child
+        except WorkbenchError as exc:
+            parser.error(str(exc))
 
     from finetune.tiny import QWEN2_5_0_5B, build_tiny_model
 
     shape_name = args.shape if args.shape != "auto" else ("qwen2.5-0.5b" if gpu else "cpu")
     shape = QWEN2_5_0_5B if shape_name == "qwen2.5-0.5b" else CPU_SHAPE
-    results = {}
+    runs: dict[str, list[dict]] = {r: [] for r in recipes}
+    env = dict(os.environ)
+    if not gpu:
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads would count as CPU time
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         model = build_tiny_model(Path(tmp) / "model", shape=shape)
         print(f"model: Qwen2 shape {shape_name} (random weights) built in {time.perf_counter() - t0:.0f} s", flush=True)
-        for recipe in RECIPES:
-            cmd = [sys.executable, __file__, "--recipe", recipe, "--model", str(model), "--tmp", f"{tmp}/{recipe}"]
-            for flag in ("steps", "warmup", "max_length", "pad_to", "ours_batch", "export", "store"):
-                value = getattr(args, flag)
-                if value is not None:
-                    cmd += [f"--{flag.replace('_', '-')}", str(value)]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                sys.exit(f"{recipe} failed:\n{proc.stderr[-3000:]}")
-            results[recipe] = json.loads(lines[-1][7:])
-            print(f"{recipe}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+        for round_ in range(max(1, args.repeat)):
+            for recipe in recipes:
+                cmd = [sys.executable, __file__, "--recipe", recipe, "--model", str(model), "--tmp", f"{tmp}/{recipe}"]
+                for flag in ("steps", "warmup", "max_length", "pad_to", "ours_batch", "export", "store"):
+                    value = getattr(args, flag)
+                    if value is not None:
+                        cmd += [f"--{flag.replace('_', '-')}", str(value)]
+                if recipe == "ours":
+                    for item in args.set or []:
+                        cmd += ["--set", item]
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+                lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+                if proc.returncode != 0 or not lines:
+                    sys.exit(f"{recipe} failed:\n{proc.stderr[-3000:]}")
+                runs[recipe].append(json.loads(lines[-1][7:]))
+                print(f"{recipe}: done in {time.perf_counter() - t0:.0f} s (round {round_ + 1})", flush=True)
+    results = {recipe: _median_run(rs) for recipe, rs in runs.items()}
     base = results["seed 003"]
     device = base["device"]
+    clock = "" if gpu else "CPU-"
+    rate = (lambda r, kind: r[f"{kind}_per_s"]) if gpu else (lambda r, kind: r[f"{kind}_per_cpu_s"])
     print(
         f"\nQLoRA throughput on {device}, model shape {shape_name}, {args.steps} timed optimizer steps after "
         f"{args.warmup} warm-up; ours packs to {args.max_length} tokens, seed 000 pads to {args.pad_to}"
+        + (f"; ours with {', '.join(args.set)}" if args.set else "")
+        + (f"; median of {args.repeat} runs" if args.repeat > 1 else "")
     )
     header = (
-        f"{'recipe':<10} {'processed tok/s':>16} {'trained tok/s':>14} {'x seed 003':>11} {'peak GiB':>9} {'x mem':>6}"
+        f"{'recipe':<10} {f'processed tok/{clock}s':>20} {'x s003':>7} {f'trained tok/{clock}s':>18} "
+        f"{'x seed 003':>11} {'peak GiB':>9} {'x mem':>6}"
     )
     print(header)
     print("-" * len(header))
-    for recipe in RECIPES:
+    for recipe in recipes:
         r = results[recipe]
         print(
-            f"{recipe:<10} {r['processed_per_s']:>16,.0f} {r['trained_per_s']:>14,.0f} "
-            f"{r['trained_per_s'] / base['trained_per_s']:>10.2f}x {r['peak_memory_gib']:>9.2f} "
-            f"{r['peak_memory_gib'] / base['peak_memory_gib']:>5.2f}x"
+            f"{recipe:<10} {rate(r, 'processed'):>20,.0f} {rate(r, 'processed') / rate(base, 'processed'):>6.2f}x "
+            f"{rate(r, 'trained'):>18,.0f} {rate(r, 'trained') / rate(base, 'trained'):>10.2f}x "
+            f"{r['peak_memory_gib']:>9.2f} {r['peak_memory_gib'] / base['peak_memory_gib']:>5.2f}x"
         )
     print(
         "trained = tokens that carry loss (ours: assistant replies only; the seeds trained on every non-pad token); "
         "processed = non-pad tokens through the model"
+        + ("" if gpu else "; CPU-s = seconds of the process's CPU time (wall-clock rates are in --json)")
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({"shape": shape_name, "args": vars(args), "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"shape": shape_name, "args": vars(args), "results": results, "runs": runs}, indent=1)
+        )
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median trained-token rate (CPU time where there is no GPU)."""
+    key = "trained_per_s" if runs[0]["device"] != "cpu" else "trained_per_cpu_s"
+    return sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]
 
 
 if __name__ == "__main__":
