@@ -683,9 +683,37 @@ def _trainer_class() -> type:
             labels = inputs.get("labels")
             if labels is not None and self.token_counter is not None:
                 self.token_counter.trained_tokens += int((labels[..., 1:] != -100).sum())
-            return super().training_step(model, inputs, num_items_in_batch)
+            with _lm_head_on_loss_tokens_only():
+                return super().training_step(model, inputs, num_items_in_batch)
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            with _lm_head_on_loss_tokens_only():
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
 
     return _Trainer
+
+
+@contextlib.contextmanager
+def _lm_head_on_loss_tokens_only() -> Iterator[None]:
+    """TRL's fused LM head projects only the positions whose label carries loss, on every device.
+
+    TRL does so on Triton devices (CUDA, XPU) and projects every position elsewhere, to keep tile shapes fixed for
+    devices that recompile on a shape change (Neuron); on CPU, where nothing recompiles, the 151,936-wide projection of
+    the prompt and user tokens (~57 % of ESConv's tokens) and its torch fallback were most of a training step. The
+    loss is the same sum over the same tokens. A TRL without the switch (``trl.trainer.utils._use_triton``, read only
+    to choose this) is left as it is.
+    """
+    import trl.trainer.utils as trl_utils
+
+    use_triton = getattr(trl_utils, "_use_triton", None)
+    if use_triton is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: device.type == "cpu" or use_triton(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = use_triton
 
 
 @contextlib.contextmanager

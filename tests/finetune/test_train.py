@@ -122,6 +122,48 @@ def test_packed_and_unpacked_logits_agree(tiny_base, data, tmp_path):
     assert not torch.allclose(leaky[a:b], packed[a:b], atol=1e-3)
 
 
+def test_the_lm_head_scores_only_loss_tokens_with_the_same_loss(tiny_base, data, tmp_path):
+    """On CPU TRL's fused LM head scores every position; our trainer makes it score only the loss-carrying ones
+    (as TRL does on CUDA): the same loss and gradients, for a fraction of the 151,936-wide projections."""
+    import trl.trainer.utils as trl_utils
+
+    from finetune.train import _lm_head_on_loss_tokens_only
+
+    config = small_config(tiny_base, load_in_4bit=False, lora_dropout=0.0)
+    device = detect_device()
+    model = load_base_model(tiny_base, config, device, torch.float32)
+    from finetune.tokenizer import load_tokenizer
+
+    trainer = build_trainer(
+        model,
+        load_tokenizer(tiny_base),
+        data,
+        config=config,
+        output_dir=tmp_path / "checkpoints",
+        precision="fp32",
+        device=device,
+        use_eval=False,
+    )
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    assert not trl_utils._use_triton(torch.device("cpu"))  # TRL's own choice here: every position
+
+    def loss_and_grads():
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad]
+        return loss.detach(), grads
+
+    full, full_grads = loss_and_grads()
+    with _lm_head_on_loss_tokens_only():
+        assert trl_utils._use_triton(torch.device("cpu"))
+        compact, compact_grads = loss_and_grads()
+    assert not trl_utils._use_triton(torch.device("cpu"))  # put back
+    torch.testing.assert_close(compact, full)
+    for a, b in zip(compact_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_4bit_run_trains_on_cpu_and_writes_the_run_folder(tiny_base, data, tmp_path):
     out = tmp_path / "r1"
     said: list[str] = []
