@@ -29,6 +29,9 @@ An evaluation report::
 
 ``model`` names a key of ``models``; ``ci_low`` / ``ci_high`` (a confidence
 interval, e.g. 95% bootstrap), ``n`` and ``higher_is_better`` are optional.
+``workbench evaluate``'s reports add ``comparisons`` (per metric and tuned model:
+``delta``, ``delta_ci_low`` / ``delta_ci_high``, ``test``, ``p_adjusted``,
+``verdict``, ``mde``, ``n_needed``, ``n``), shown beside the metrics.
 A file that does not fit raises :class:`ResultsError` naming the file and the field.
 """
 
@@ -73,6 +76,29 @@ class EvalReport:
     metrics: list[MetricResult]
     created_at: str | None = None
     snapshot: str | None = None
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # workbench evaluate: base -> tuned verdicts
+
+    def verdicts(self) -> list[dict[str, Any]]:
+        """One row per base-to-tuned comparison: delta with its CI, Holm-adjusted p, verdict, n."""
+        rows = []
+        for c in self.comparisons:
+            low, high = c.get("delta_ci_low"), c.get("delta_ci_high")
+            rows.append(
+                {
+                    "metric": c.get("metric"),
+                    "model": c.get("model"),
+                    "vs": c.get("against"),
+                    "delta": c.get("delta"),
+                    "delta CI": f"[{low:.3g}, {high:.3g}]" if low is not None and high is not None else "",
+                    "test": c.get("test"),
+                    "p (Holm)": c.get("p_adjusted"),
+                    "verdict": c.get("verdict"),
+                    "MDE": c.get("mde"),
+                    "prompts needed": c.get("n_needed"),
+                    "n": c.get("n"),
+                }
+            )
+        return rows
 
     def table(self) -> list[dict[str, Any]]:
         """One row per metric: each model's value and interval side by side, and the difference to the first model."""
@@ -180,6 +206,7 @@ def load_report(path: str | Path) -> EvalReport:
         metrics=metrics,
         created_at=data.get("created_at"),
         snapshot=data.get("snapshot"),
+        comparisons=[c for c in data.get("comparisons") or [] if isinstance(c, dict)],
     )
 
 

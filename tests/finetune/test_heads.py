@@ -31,7 +31,6 @@ from finetune.heads import (  # noqa: E402
     message_starts,
     token_columns,
 )
-from finetune.tiny import build_tiny_model  # noqa: E402
 from finetune.train import TrainingData, build_trainer, check_heads, detect_device, load_base_model, train  # noqa: E402
 
 ESCONV = Path(__file__).resolve().parents[2] / "examples" / "data" / "esconv" / "hf"
@@ -68,11 +67,6 @@ def esconv_rows(split: str, n: int, *, turns: int = 8) -> list[dict]:
             if len(heads) >= 1:
                 rows.append({"id": f"esconv:{split}:{i}", "task": "strategy", "messages": messages, "heads": heads})
     return rows
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from finetune.config import FinetuneConfig  # noqa: E402
 from finetune.runs import RunFolder, summarize  # noqa: E402
-from finetune.tiny import NOTICE, build_tiny_model  # noqa: E402
+from finetune.tiny import NOTICE  # noqa: E402
 from finetune.train import TrainingData, build_trainer, detect_device, load_base_model, resume, train  # noqa: E402
 
 ESCONV = Path(__file__).resolve().parents[2] / "examples" / "data" / "esconv" / "hf"
@@ -49,11 +49,6 @@ def esconv_rows(split: str, n: int, *, turns: int = 6) -> list[dict]:
             if len(messages) >= 2:
                 rows.append({"id": f"esconv:{split}:{i}", "task": "response", "messages": messages})
     return rows
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.getbasetemp() / "tiny-qwen2")
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +78,14 @@ def small_config(base: Path, **changes) -> FinetuneConfig:
     return FinetuneConfig(**values)
 
 
-def test_packed_and_unpacked_logits_agree(tiny_base, data, tmp_path):
-    """Under our trainer's batches (bfd packing, padding-free, sdpa, use_cache=False, no attention mask,
-    position ids restarting per example) each packed example's logits equal those of the example alone."""
+def fp32_trainer(tiny_base, data, tmp_path):
+    """Our trainer on the unquantised tiny model, without dropout or evaluation (deterministic forwards)."""
+    from finetune.tokenizer import load_tokenizer
+
     config = small_config(tiny_base, load_in_4bit=False, lora_dropout=0.0)
     device = detect_device()
     model = load_base_model(tiny_base, config, device, torch.float32)
-    from finetune.tokenizer import load_tokenizer
-
-    trainer = build_trainer(
+    return build_trainer(
         model,
         load_tokenizer(tiny_base),
         data,
@@ -101,6 +95,12 @@ def test_packed_and_unpacked_logits_agree(tiny_base, data, tmp_path):
         device=device,
         use_eval=False,
     )
+
+
+def test_packed_and_unpacked_logits_agree(tiny_base, data, tmp_path):
+    """Under our trainer's batches (bfd packing, padding-free, sdpa, use_cache=False, no attention mask,
+    position ids restarting per example) each packed example's logits equal those of the example alone."""
+    trainer = fp32_trainer(tiny_base, data, tmp_path)
     assert trainer.model.config._attn_implementation == "sdpa"
     batch = next(iter(trainer.get_train_dataloader()))
     assert "attention_mask" not in batch  # padding-free: the mask would make sdpa attend across examples
@@ -129,21 +129,7 @@ def test_the_lm_head_scores_only_loss_tokens_with_the_same_loss(tiny_base, data,
 
     from finetune.train import _lm_head_on_loss_tokens_only
 
-    config = small_config(tiny_base, load_in_4bit=False, lora_dropout=0.0)
-    device = detect_device()
-    model = load_base_model(tiny_base, config, device, torch.float32)
-    from finetune.tokenizer import load_tokenizer
-
-    trainer = build_trainer(
-        model,
-        load_tokenizer(tiny_base),
-        data,
-        config=config,
-        output_dir=tmp_path / "checkpoints",
-        precision="fp32",
-        device=device,
-        use_eval=False,
-    )
+    trainer = fp32_trainer(tiny_base, data, tmp_path)
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     assert not trl_utils._use_triton(torch.device("cpu"))  # TRL's own choice here: every position
 

@@ -86,7 +86,6 @@ from transformers import TrainerCallback  # noqa: E402
 
 import finetune.train as training  # noqa: E402
 from finetune.runs import RunError  # noqa: E402
-from finetune.tiny import build_tiny_model  # noqa: E402
 from finetune.train import Device, TrainingData, train  # noqa: E402
 
 ROWS = [
@@ -100,11 +99,6 @@ ROWS = [
     }
     for i in range(6)
 ]
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.getbasetemp() / "tiny-qwen2")
 
 
 def data(rows=ROWS) -> TrainingData:

@@ -338,6 +338,11 @@ def test_results_page_shows_reports_and_loss_curves(store_env, monkeypatch, tmp_
             {"metric": "empathy_judge", "model": "finetuned", "value": 3.6, "ci_low": 3.3, "ci_high": 3.9, "n": 30},
         ],
     }
+    report["comparisons"] = [
+        {"metric": "empathy_judge", "model": "finetuned", "against": "base", "delta": 0.7, "delta_ci_low": 0.3,
+         "delta_ci_high": 1.1, "test": "wilcoxon signed-rank", "p_adjusted": 0.004, "verdict": "improved",
+         "mde": 0.35, "n_needed": 18, "n": 30}
+    ]  # fmt: skip
     (runs / "qlora" / "eval.json").write_text(json.dumps(report))
     (runs / "eval-bad.json").write_text("{}")
     monkeypatch.setenv("WORKBENCH_RUNS", str(runs))
@@ -345,6 +350,8 @@ def test_results_page_shows_reports_and_loss_curves(store_env, monkeypatch, tmp_
     table = at.dataframe[0].value
     assert table.iloc[0]["metric"] == "empathy_judge" and table.iloc[0]["finetuned"] == 3.6
     assert table.iloc[0]["finetuned CI"] == "[3.3, 3.9]"
+    verdicts = at.dataframe[1].value
+    assert verdicts.iloc[0]["verdict"] == "improved" and verdicts.iloc[0]["delta CI"] == "[0.3, 1.1]"
     assert "eval-bad.json" in at.warning[0].value
     assert at.multiselect(key="res_runs").value == ["qlora"]
     assert at.multiselect(key="res_series").value == ["loss", "eval_loss"]

@@ -38,6 +38,12 @@ if found.reports:
         + (f" · {report.created_at}" if report.created_at else "")
     )
     st.dataframe(report.table(), hide_index=True)
+    if report.comparisons:
+        st.markdown(
+            "**Base against tuned** (paired by prompt; Holm across the report; a verdict needs p < 0.05 and a CI "
+            "that excludes 0)"
+        )
+        st.dataframe(report.verdicts(), hide_index=True, key="res_verdicts")
     points = [
         {
             "metric": x.metric,
