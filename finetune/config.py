@@ -116,6 +116,16 @@ class FinetuneConfig:
         "λ_strat: weight of the strategy head's loss (ESConv's 8 strategies); 0 = no head. Seed 003 used 0.2.",
         "heads",
     )
+    safety_kl_weight: float = _f(
+        0.0,
+        "λ_safe: weight of the safety-KL term, KL(base ‖ tuned) on the safe replies of a safety prompt set, so "
+        "tuning does not wear away how the base answers risky messages; 0 = off. Seed 003 used 0.1.",
+        "heads",
+    )
+    safety_kl_prompts: str = _f(
+        "", "Safety prompt set: '' = the bundled finetune/safety/safety-kl-v1.toml, or a TOML of [[items]].", "heads"
+    )
+    safety_kl_batch: int = _f(4, "Safety prompts per micro-step (a second, padded forward pass).", "heads")
     emotion_head_hidden: int = _f(512, "Hidden width of the emotion head's MLP (seed 003: 512).", "heads")
     strategy_head_hidden: int = _f(256, "Hidden width of the strategy head's MLP (seed 003: 256).", "heads")
     # [data]
@@ -208,10 +218,11 @@ class FinetuneConfig:
             "save_steps",
             "emotion_head_hidden",
             "strategy_head_hidden",
+            "safety_kl_batch",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
-        for name in ("emotion_head_weight", "strategy_head_weight"):
+        for name in ("emotion_head_weight", "strategy_head_weight", "safety_kl_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name}: a weight >= 0 (0 switches the head off), got {value}")

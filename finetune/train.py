@@ -593,8 +593,13 @@ def _trainer_class() -> type:
 
         token_counter: RunLog | None = None
 
-        def __init__(self, *args, head_specs: Sequence[Any] = (), **kwargs):
+        def __init__(
+            self, *args, head_specs: Sequence[Any] = (), safety: Any = None, safety_weight: float = 0.0, **kwargs
+        ):
             self.head_specs = tuple(head_specs)  # read while SFTTrainer.__init__ prepares the datasets
+            self.safety = safety  # finetune.safety_kl.SafetyKL, or None
+            self.safety_weight = safety_weight
+            self._safety_step = 0
             self._head_eval: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
             super().__init__(*args, **kwargs)
             if self.head_specs:
@@ -637,24 +642,35 @@ def _trainer_class() -> type:
             from finetune.heads import COLUMNS, capture_hidden, head_losses
 
             columns = {c: inputs.pop(c) for c in COLUMNS if c in inputs}
-            if not self.head_specs or not columns:
+            heads = bool(self.head_specs and columns)
+            safety = self.safety is not None and model.training
+            if not heads and not safety:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            with capture_hidden(model) as captured:
+            with capture_hidden(model) if heads else contextlib.nullcontext({}) as captured:
                 result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             lm_loss = result[0] if return_outputs else result
-            batch = head_losses(model, captured["hidden"], columns, self.head_specs)
             mode = "train" if model.training else "eval"
-            extra = sum(spec.weight * batch.losses[spec.name] for spec in self.head_specs)
+            extra = lm_loss.new_zeros(())
+            if heads:
+                batch = head_losses(model, captured["hidden"], columns, self.head_specs)
+                extra = extra + sum(spec.weight * batch.losses[spec.name] for spec in self.head_specs)
+                for name, value in batch.losses.items():
+                    if name in batch.predictions:
+                        self._metrics[mode][f"{name}_loss"].append(float(value.detach()))
+                if mode == "eval":
+                    for name, pair in batch.predictions.items():
+                        self._head_eval.setdefault(name, []).append(pair)
+            if safety:
+                # the micro-step count of the whole run (resumes included) picks the safety batch
+                micro = self.state.global_step * self.args.gradient_accumulation_steps + self._safety_step
+                kl = self.safety.kl(model, micro)
+                self._safety_step = (self._safety_step + 1) % self.args.gradient_accumulation_steps
+                extra = extra + self.safety_weight * kl
+                self._metrics[mode]["safety_kl"].append(float(kl.detach()))
             # like TRL's MoE aux loss: a per-micro-batch mean, averaged over the accumulation steps
             steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
             loss = lm_loss + extra / steps
             self._metrics[mode]["lm_loss"].append(float(lm_loss.detach()))
-            for name, value in batch.losses.items():
-                if name in batch.predictions:
-                    self._metrics[mode][f"{name}_loss"].append(float(value.detach()))
-            if mode == "eval":
-                for name, pair in batch.predictions.items():
-                    self._head_eval.setdefault(name, []).append(pair)
             return (loss, result[1]) if return_outputs else loss
 
         def log(self, logs, start_time=None):
@@ -789,9 +805,17 @@ def build_trainer(
             )
         )
     columns = ["messages", "heads"] if specs else ["messages"]
+    safety = None
+    if config.safety_kl_weight > 0:
+        from finetune.safety_kl import SafetyKL, load_items
+
+        _, items = load_items(config.safety_kl_prompts)
+        safety = SafetyKL(tokenizer, items, batch_size=config.safety_kl_batch, max_length=config.max_length)
     trainer = _trainer_class()(
         model=model,
         head_specs=specs,
+        safety=safety,
+        safety_weight=config.safety_kl_weight,
         args=sft_config(config, output_dir=output_dir, precision=precision, device=device, use_eval=use_eval),
         train_dataset=data.train.select_columns(columns),
         eval_dataset=data.eval.select_columns(columns) if use_eval and data.eval is not None else None,
