@@ -138,6 +138,14 @@ def analyse(
         "judge": ev.judge,
         "judge_prompts": _judge_prompts(ev),
         "decoding": ev.decoding,
+        "same_for_every_model": {
+            "chat_template_sha256": sorted(
+                {str(i.get("chat_template_sha256")) for i in ev.models.values() if i.get("chat_template_sha256")}
+            ),
+            "decoding": ev.decoding,
+            "system_prompt": ev.options.system_prompt,
+            "seed": ev.options.seed,
+        },
         "options": {
             "suites": list(ev.options.suites),
             "limit": ev.options.limit,

@@ -137,6 +137,13 @@ def evaluate_export(
     counts = {s: sum(1 for it in items if it.suite == s) for s in options.suites}
     say("prompts: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()) + f" (test split of export {export_id})")
 
+    templates = {m.name: _identity(m).get("chat_template_sha256") for m in models if not getattr(m, "url", None)}
+    if len(set(templates.values())) > 1:
+        shown = ", ".join(f"{name} {sha[:12] if sha else None}" for name, sha in templates.items())
+        raise WorkbenchError(
+            f"the models do not share one chat template ({shown}): a comparison would measure the template too; "
+            "give them the same tokenizer"
+        )
     from evaluate.generate import generate
 
     generations = generate(

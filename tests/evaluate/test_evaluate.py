@@ -194,6 +194,7 @@ def test_base_and_adapter_are_evaluated_on_every_suite(setup, local_eval):
     tested = [c for c in report["comparisons"] if c["p_value"] is not None]
     assert tested and all(c["family_size"] == len(tested) for c in report["comparisons"])  # Holm over them all
     assert report["judge"]["kind"] == "model" and "proxy" in report["judge"]["description"]
+    assert len(report["same_for_every_model"]["chat_template_sha256"]) == 1  # checked equal before generating
 
 
 def test_the_evaluation_is_a_snapshot_with_judge_labels(setup, local_eval):
@@ -258,6 +259,11 @@ def test_an_llm_judge_over_http_position_bias_cancels_and_junk_is_counted(setup,
         with open_cache(SnapshotStore(setup["store"])) as cache:
             client = LLMClient(model="gpt-4o-mini", base_url=server.base_url, concurrency=4, max_retries=0)
             ev = _run(setup, LLMJudge(client, cache), cache, suites=("empathy", "safety"))
+            sent = len(server.log)
+            client = LLMClient(model="gpt-4o-mini", base_url=server.base_url, concurrency=4, max_retries=0)
+            again = _run(setup, LLMJudge(client, cache), cache, suites=("empathy", "safety"))
+            assert len(server.log) == sent > 0  # a re-run re-pays nothing: every judge answer from the cache
+            assert again.evaluation_snapshot == ev.evaluation_snapshot
     finally:
         server.stop()
     assert ev.generated == 0  # the replies came from the cache of the local-judge run
@@ -285,6 +291,25 @@ def test_bad_input_is_one_line(setup, tmp_path):
         model_specs(base_model=str(setup["base"]), adapters=[str(tmp_path)])
     with pytest.raises(WorkbenchError, match="no such folder"):
         model_specs(base_model=str(setup["base"]), adapters=[str(tmp_path / "nope")])
+
+
+def test_an_export_without_a_test_split_is_refused(tmp_path):
+    from curation.ingest import ingest
+
+    store = SnapshotStore(str(tmp_path / "store"))
+    examples = Path(__file__).resolve().parents[2] / "examples" / "data" / "goemotions"
+    ingest("goemotions", [examples / "train.tsv"], store=store, tag="ge-train")
+    export_snapshot("ge-train", store=store, tasks=["emotion"], allow_unvalidated=True, tag="only-train")
+    with pytest.raises(WorkbenchError, match=r"export only-train has no test split \(has train\)"):
+        evaluate_export(
+            "only-train",
+            store=store,
+            models=[__import__("types").SimpleNamespace(name="base")],
+            decoding=None,
+            judge=LocalJudge(),
+            cache=None,
+            options=EvalOptions(allow_unvalidated=True),
+        )
 
 
 def _run_on(setup, export):
