@@ -27,7 +27,7 @@ The arithmetic is numpy, in the small public helpers below.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -231,8 +231,14 @@ def audit(
     agent: str | None = None,
     sample: int | None = None,
     seed: int = 0,
+    exclude: Mapping[str, Set[str]] | None = None,
+    resamples: int = 1000,
 ) -> dict[str, Any]:
     """A labeler's ``task`` labels against gold on the same records, on up to ``sample`` pairs.
+
+    ``exclude`` maps an agent to the record ids it must not be scored on (those it was fitted on:
+    its labels there are memorised gold); they are left out and counted (``excluded``). The main
+    metrics carry a 95 % bootstrap CI (``ci``; conversations resampled, ``resamples`` times).
 
     ``source`` (``llm`` / ``model`` / ``human``) and ``agent`` select the labeler;
     by default every non-gold label counts, and if several agents labeled the same
@@ -249,6 +255,7 @@ def audit(
     pred: dict[Key, list[tuple[str, float | None]]] = defaultdict(list)
     agents: set[str] = set()
     n_records = 0
+    excluded: set[Key] = set()
     for record in records:
         n_records += 1
         rid = record["id"]
@@ -259,6 +266,9 @@ def audit(
             if lab["source"] == "gold":
                 gold[key].append(lab["value"])
             elif (source is None or lab["source"] == source) and (agent is None or lab["agent"] == agent):
+                if exclude and rid in exclude.get(lab["agent"], ()):
+                    excluded.add(key)
+                    continue
                 pred[key].append((lab["value"], lab.get("score")))
                 agents.add(lab["agent"])
     pairs, aggregated = _pair(gold, pred, kind)
@@ -279,6 +289,7 @@ def audit(
         "sample": sample,
         "seed": seed,
         "n": len(keys),
+        "excluded": len(excluded),
     }
     if len(agents) > 1 and agent is None:
         report["warning"] = f"{len(agents)} agents labeled these items; pass agent= to audit one"
@@ -303,7 +314,61 @@ def audit(
         report["metrics"] = score_metrics(
             [float(pairs[k][0][0]) for k in keys], [float(pairs[k][1][0]) for k in keys], scale=_scale(task)
         )
+    report["ci"] = _intervals(kind, task, keys, pairs, resamples=resamples, seed=seed)
     return report
+
+
+def _intervals(
+    kind: str,
+    task: str,
+    keys: Sequence[Key],
+    pairs: Mapping[Key, tuple[list[Any], list[Any]]],
+    *,
+    resamples: int,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """95 % bootstrap intervals of the headline metrics, resampling records (several turns of one conversation
+    are not independent)."""
+    from evaluate.stats import bootstrap_statistic
+
+    clusters = [k[0] for k in keys]
+    index = np.arange(len(keys))
+    out: dict[str, dict[str, Any]] = {}
+    if kind == "single_label":
+        labels = vocabularies.load(task).labels
+        gold = [pairs[k][0][0] for k in keys]
+        pred = [pairs[k][1][0] for k in keys]
+        for name in ("accuracy", "macro_f1"):
+            est = bootstrap_statistic(
+                lambda i, name=name: single_label_metrics([gold[j] for j in i], [pred[j] for j in i], labels)[name],
+                index,
+                clusters=clusters,
+                resamples=resamples,
+                seed=seed,
+            )
+            out[name] = est.to_dict()
+    elif kind == "multi_label":
+        labels = vocabularies.load(task).labels
+        gold_sets = [set(pairs[k][0]) for k in keys]
+        preds = [set(pairs[k][1]) for k in keys]
+        for name in ("micro_f1", "macro_f1", "exact_match"):
+            est = bootstrap_statistic(
+                lambda i, name=name: multi_label_metrics([gold_sets[j] for j in i], [preds[j] for j in i], labels)[
+                    name
+                ],
+                index,
+                clusters=clusters,
+                resamples=resamples,
+                seed=seed,
+            )
+            out[name] = est.to_dict()
+    else:
+        errors = np.array([abs(float(pairs[k][0][0]) - float(pairs[k][1][0])) for k in keys])
+        est = bootstrap_statistic(
+            lambda i: float(errors[i].mean()), index, clusters=clusters, resamples=resamples, seed=seed
+        )
+        out["mae"] = est.to_dict()
+    return out
 
 
 def _pair(

@@ -108,6 +108,47 @@ def label_local(
     return LabelResult(sid, parent, counters, reused=reused, tag=tag)
 
 
+def fitted_on(store: SnapshotStore, ref: str) -> dict[str, Any]:
+    """What the labelers in ``ref``'s lineage learnt from: ``{"agents": {agent: record ids}, "steps": [...]}``.
+
+    The local labeler fits on the gold of the train split of the snapshots its label step names
+    (``trained_on``); its labels on those records are memorised, so they must not score it.
+    """
+    by_agent: dict[str, set[str]] = {}
+    steps = []
+    seen: set[str] = set()
+    pending = [store.resolve(ref)]
+    ids_of: dict[str, set[str]] = {}
+    while pending:
+        sid = pending.pop()
+        if sid in seen:
+            continue
+        seen.add(sid)
+        manifest = store.manifest(sid)
+        for step in manifest.get("steps") or []:
+            config = step.get("config") or {}
+            if step.get("kind") != "label" or config.get("labeler") != "local":
+                continue
+            trained = [str(t) for t in config.get("trained_on") or []]
+            ids: set[str] = set()
+            for tsid in trained:
+                if tsid not in ids_of:
+                    ids_of[tsid] = {
+                        rid
+                        for batch in store.iter_batches(tsid, columns=["id", "split"])
+                        for rid, split in zip(
+                            batch.column("id").to_pylist(), batch.column("split").to_pylist(), strict=True
+                        )
+                        if split == "train"
+                    }
+                ids |= ids_of[tsid]
+            for agent in (config.get("agents") or {}).values():
+                by_agent.setdefault(str(agent), set()).update(ids)
+            steps.append({"snapshot": sid, "trained_on": trained, "records": len(ids), "split": "train"})
+        pending.extend(manifest.get("parents") or [])
+    return {"agents": by_agent, "steps": steps}
+
+
 def audit_snapshot(
     store: SnapshotStore,
     ref: str,
@@ -116,14 +157,35 @@ def audit_snapshot(
     label_source: str | None = None,
     sample: int = 0,
     split: str | None = None,
+    include_fitted: bool = False,
 ) -> dict[str, Any]:
-    """:func:`labeling.audit.audit` over a snapshot's records, optionally one split (e.g. held-out test)."""
+    """:func:`labeling.audit.audit` over a snapshot's records, optionally one split (e.g. held-out test).
+
+    A labeler is not scored on the records it was fitted on (:func:`fitted_on`) unless
+    ``include_fitted``; the report says what it was computed on and what was left out.
+    """
     from labeling.audit import audit
 
     records = [r for r in store.iter_records(ref) if split is None or r["split"] == split]
     if task == "traits":
         raise WorkbenchError("audit one trait at a time: --task trait.formality, trait.empathy, ...")
-    return audit(records, task, source=label_source, sample=sample or None)
+    fitted = fitted_on(store, ref)
+    exclude = None if include_fitted else fitted["agents"]
+    report = audit(records, task, source=label_source, sample=sample or None, exclude=exclude)
+    memorised = sorted(a for a in report["agents"] if fitted["agents"].get(a))
+    report["computed_on"] = {
+        "split": split or "all",
+        "pairs": report["n"],
+        "coders": report["agents"],
+        "fitted_records_left_out": report["excluded"],
+        "includes_fitted": include_fitted and bool(memorised),
+    }
+    if include_fitted and memorised:
+        report["warning_fitted"] = (
+            f"includes the records {', '.join(memorised)} was fitted on: its labels there are memorised gold, "
+            "so these figures overstate it"
+        )
+    return report
 
 
 def open_cache(store: SnapshotStore) -> Any:

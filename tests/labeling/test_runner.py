@@ -90,6 +90,26 @@ def test_local_labeler_labels_and_audit_measures_it(store, examples):
         if lab["task"] == "strategy" and lab["source"] == "gold"
     )
     assert report["metrics"]["accuracy"] > max(gold.values()) / sum(gold.values())
+    ci = report["ci"]["accuracy"]
+    assert ci["ci_low"] <= report["metrics"]["accuracy"] <= ci["ci_high"] and ci["n"] == report["n"]
+    assert report["computed_on"]["split"] == "test" and report["excluded"] == 0  # test records were never fitted
+
+    # never scored on what it learnt from: over every split, the train split's items are left out and counted
+    train_items = sum(
+        1
+        for rec in store.iter_records("local")
+        if rec["split"] == "train"
+        for lab in rec["labels"]
+        if lab["task"] == "strategy" and lab["source"] == "model"
+    )
+    every = audit_snapshot(store, "local", task="strategy")
+    assert every["excluded"] == train_items > 0 and every["computed_on"]["fitted_records_left_out"] == train_items
+    assert every["n"] == report["n"] + audit_snapshot(store, "local", task="strategy", split="validation")["n"]
+    on_train = audit_snapshot(store, "local", task="strategy", split="train")
+    assert on_train["n"] == 0 and on_train["metrics"] is None
+    memorised = audit_snapshot(store, "local", task="strategy", split="train", include_fitted=True)
+    assert memorised["n"] > 0 and "memorised" in memorised["warning_fitted"]
+    assert memorised["metrics"]["accuracy"] > report["metrics"]["accuracy"]  # what the old default reported
 
 
 def test_budget_stop_leaves_a_consistent_snapshot_and_a_rerun_finishes(esconv, openai_server, fake_key):

@@ -374,6 +374,9 @@ def test_run_labels_offline_and_audit_reports(ran):
     assert manifest["label_distribution"]["strategy"]["model"]  # local labeler labels beside gold
     out = wb("audit", "labeled", "--task", "strategy", "--split", "test", store=store).stdout
     assert "accuracy" in out and "macro_f1" in out and "kappa" in out
+    assert "computed on: split test" in out and "95 % CI" in out
+    everything = wb("audit", "labeled", "--task", "strategy", store=store).stdout
+    assert "left out:" in everything and "the labeler was fitted on" in everything
 
 
 def test_label_without_model_asks_for_one(ran):

@@ -86,12 +86,20 @@ def audit(
     split: Literal["train", "validation", "test"] = typer.Option(
         None, "--split", help="Only records of this split (e.g. test, to audit a labeler trained on train)."
     ),
+    include_fitted: bool = typer.Option(
+        False, "--include-fitted", help="Also score a labeler on the records it was fitted on (memorised: inflated)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """A labeler's labels against the gold labels of the same records: accuracy, macro-F1, kappa, confusion."""
+    """A labeler's labels against the gold labels of the same records: accuracy, macro-F1, kappa, confusion.
+
+    A labeler is never scored on the records it learnt from (the local labeler's train-split gold) unless
+    --include-fitted; every figure says what it was computed on and carries a 95 % bootstrap CI."""
     from labeling.runner import audit_snapshot
 
-    report = audit_snapshot(state.store(), ref, task=task, label_source=source, sample=sample, split=split)
+    report = audit_snapshot(
+        state.store(), ref, task=task, label_source=source, sample=sample, split=split, include_fitted=include_fitted
+    )
     if as_json:
         print(json.dumps(report, indent=1, default=str))
         return
@@ -151,14 +159,30 @@ def _print_audit(report: dict[str, Any]) -> None:
         f"audit {report['task']} ({report.get('kind')}): agents {', '.join(report.get('agents') or []) or '-'}; "
         f"{report.get('n', 0):,} pairs of {report.get('gold_items', 0):,} gold items"
     )
-    if report.get("warning"):
-        con.print(f"[yellow]{report['warning']}[/]")
+    on = report.get("computed_on") or {}
+    if on:
+        con.print(
+            f"computed on: split {on['split']}, n {on['pairs']:,} pairs, coders {', '.join(on['coders']) or '-'} "
+            "against gold"
+        )
+        if on.get("fitted_records_left_out"):
+            con.print(
+                f"left out: {on['fitted_records_left_out']:,} items of records the labeler was fitted on (their "
+                "labels are memorised gold; --include-fitted to see them anyway)"
+            )
+    for key in ("warning", "warning_fitted"):
+        if report.get(key):
+            con.print(f"[yellow]{report[key]}[/]")
+    intervals = report.get("ci") or {}
     head = Table(title="metrics", title_justify="left")
     head.add_column("metric")
     head.add_column("value", justify="right")
+    head.add_column("95 % CI", justify="right")
     for k, v in metrics.items():
         if isinstance(v, int | float):
-            head.add_row(k, f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
+            ci = intervals.get(k) or {}
+            shown = f"[{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]" if ci.get("ci_low") is not None else ""
+            head.add_row(k, f"{v:.3f}" if isinstance(v, float) else f"{v:,}", shown)
     con.print(head)
     per_label = metrics.get("per_label") or {}
     if per_label:
