@@ -40,7 +40,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, Literal
 
 import numpy as np
@@ -136,12 +136,20 @@ def unit_disagreement(values: Sequence[Any], *, level: Level | Literal["multi_la
 # ------------------------------------------------------------------ report
 
 
-def agreement(records: Iterable[Record], *, task: str | Sequence[str] | None = None, top: int = 20) -> dict[str, Any]:
+def agreement(
+    records: Iterable[Record],
+    *,
+    task: str | Sequence[str] | None = None,
+    top: int = 20,
+    exclude: Mapping[str, Set[str]] | None = None,
+) -> dict[str, Any]:
     """Human-human, human-LLM and LLM-gold agreement per task, from the records' labels.
 
     ``task`` is one task or several (``emotion``, ``strategy``, ``empathy``,
     ``trait.formality``, ...); by default every task the records carry labels
     for. ``top`` is how many of the most disagreeing units each comparison lists.
+    ``exclude`` maps a machine agent to the record ids it was fitted on: its labels there
+    (memorised gold) are left out and counted in ``excluded_labels``.
     """
     if top < 0:
         raise WorkbenchError(f"agreement top: expected 0 or more, got {top}")
@@ -151,6 +159,7 @@ def agreement(records: Iterable[Record], *, task: str | Sequence[str] | None = N
         lambda: defaultdict(lambda: defaultdict(list))
     )
     n_records = 0
+    excluded = 0
     for record in records:
         n_records += 1
         for lab in record["labels"]:
@@ -164,10 +173,13 @@ def agreement(records: Iterable[Record], *, task: str | Sequence[str] | None = N
                     continue  # a label task with no agreement level (no vocabulary, no scale)
             if (lab.get("attrs") or {}).get("status", "submitted") != "submitted":
                 continue  # a review draft or discard (see labeling.review.sync) is not an answer
+            if exclude and lab["source"] in MACHINE_SOURCES and record["id"] in exclude.get(lab["agent"], ()):
+                excluded += 1
+                continue  # what the labeler learnt from: never scored on it
             coder = f"{lab['source']}:{lab['agent']}"
             raw[name][(record["id"], lab.get("turn"))][coder].append((lab["value"], lab.get("score")))
     tasks = {name: _task_report(name, kinds[name], raw.get(name, {}), top=top) for name in (wanted or sorted(raw))}
-    return {"records": n_records, "tasks": tasks}
+    return {"records": n_records, "tasks": tasks, "excluded_labels": excluded}
 
 
 def _task_report(

@@ -181,14 +181,24 @@ def test_disagreements_page_shows_agreement_audit_and_worst_units(store_env):
     at = pick(run(page("disagreements")), store, "labeled")
     at = run(at.selectbox(key="dis_task").set_value("strategy"))
     records = list(store.iter_records("labeled"))
-    rep = agreement(records, task="strategy", top=50)["tasks"]["strategy"]
+    # a labeler is never scored on what it learnt from: the local labeler's train-split records are left out
+    from labeling.runner import fitted_on
+
+    fitted = fitted_on(store, "labeled")["agents"]
+    full = agreement(records, task="strategy", top=50, exclude=fitted)
+    rep = full["tasks"]["strategy"]
+    assert full["excluded_labels"] > 0
+    assert any("left out of every figure on this page" in i.value for i in at.info)
     summary = at.dataframe[0].value
     row = summary[summary["comparison"] == "LLM vs gold"].iloc[0]
     assert row["alpha"] == f"{rep['llm_gold']['alpha']:.3f}" and row["units"] == rep["llm_gold"]["units"]
-    audited = audit(records, "strategy")
+    assert rep["llm_gold"]["units"] < agreement(records, task="strategy")["tasks"]["strategy"]["llm_gold"]["units"]
+    audited = audit(records, "strategy", exclude=fitted)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["accuracy"] == f"{audited['metrics']['accuracy']:.3f}"
     assert metrics["kappa"] == f"{audited['metrics']['kappa']:.3f}"
+    assert audited["metrics"]["accuracy"] < audit(records, "strategy")["metrics"]["accuracy"]  # memorised: higher
+    assert any("fitted ones left out" in c.value and "95 % CI" in c.value for c in at.caption)
     worst = at.dataframe[-1].value
     first = rep["llm_gold"]["disagreements"][0]
     assert worst["unit"].iloc[0] == f"{first['record_id']}#t{first['turn']}"

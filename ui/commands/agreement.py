@@ -19,16 +19,29 @@ def agreement(
         None, "--task", help="emotion | strategy | empathy | trait.<name> ... (repeatable; default: every task)."
     ),
     top: int = typer.Option(10, "--top", min=0, help="Units that disagree most to list per comparison."),
+    include_fitted: bool = typer.Option(
+        False, "--include-fitted", help="Keep a labeler's labels on the records it was fitted on (memorised gold)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Krippendorff's alpha and Cohen's kappa per pair of coders, per task, with the units that disagree most."""
-    from labeling.agreement import agreement as compute
+    """Krippendorff's alpha and Cohen's kappa per pair of coders, per task, with the units that disagree most.
 
-    report = compute(state.store().iter_records(ref), task=task or None, top=top)
+    A labeler's labels on the records it learnt from are left out (unless --include-fitted) and counted."""
+    from labeling.agreement import agreement as compute
+    from labeling.runner import fitted_on
+
+    store = state.store()
+    exclude = None if include_fitted else fitted_on(store, ref)["agents"]
+    report = compute(store.iter_records(ref), task=task or None, top=top, exclude=exclude)
     if as_json:
         print(json.dumps(report, indent=1, default=str))
         return
     _print_report(report)
+    if report.get("excluded_labels"):
+        state.console().print(
+            f"left out: {report['excluded_labels']:,} machine labels on records their labeler was fitted on "
+            "(memorised gold; --include-fitted to keep them)"
+        )
 
 
 def _fmt(x: float | None) -> str:

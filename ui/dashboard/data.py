@@ -122,16 +122,22 @@ def _label_records(url: str, sid: str, source: str | None) -> Any:
 
 @st.cache_data(show_spinner="Computing agreement (once per snapshot and task)...", max_entries=_MAX_ENTRIES)
 def agreement(url: str, sid: str, task: str, source: str | None = None, top: int = 50) -> dict[str, Any]:
+    """One task's agreement; machine labels on the records their labeler was fitted on are left out (counted)."""
     from labeling.agreement import agreement as compute
+    from labeling.runner import fitted_on
 
-    return compute(_label_records(url, sid, source), task=task, top=top)["tasks"][task]
+    exclude = fitted_on(store(url), sid)["agents"]
+    report = compute(_label_records(url, sid, source), task=task, top=top, exclude=exclude)
+    return {**report["tasks"][task], "excluded_labels": report["excluded_labels"]}
 
 
 @st.cache_data(show_spinner="Auditing against gold...", max_entries=_MAX_ENTRIES)
 def audit(url: str, sid: str, task: str, source: str | None = None) -> dict[str, Any]:
+    """Machine labels against gold, never on the records the labeler was fitted on (counted in ``excluded``)."""
     from labeling.audit import audit as run_audit
+    from labeling.runner import fitted_on
 
-    return run_audit(_label_records(url, sid, source), task)
+    return run_audit(_label_records(url, sid, source), task, exclude=fitted_on(store(url), sid)["agents"])
 
 
 @st.cache_data(show_spinner="Listing units...", max_entries=_MAX_ENTRIES)

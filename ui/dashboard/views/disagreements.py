@@ -49,6 +49,11 @@ st.caption(
     f"{rep['units']:,} units ({rep['kind']}, {rep['level']} alpha) · coders: "
     + "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in coders.items())
 )
+if rep.get("excluded_labels"):
+    st.info(
+        f"{rep['excluded_labels']:,} machine labels on records their labeler was fitted on (its training split's "
+        "gold, memorised) are left out of every figure on this page: a labeler is never scored on what it learnt from."
+    )
 
 summary = []
 pairs = []
@@ -116,6 +121,16 @@ if coders["gold"] and coders["llm"]:
         st.warning(audited["warning"])
     if metrics:
         single = metrics.get("single_gold") if rep["kind"] == "multi_label" else metrics
+        shown_ci = {
+            k: f"95 % CI [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+            for k, v in (audited.get("ci") or {}).items()
+            if v.get("ci_low") is not None
+        }
+        st.caption(
+            f"{audited['n']:,} pairs of machine labels and gold"
+            + (f", {audited['excluded']:,} fitted ones left out" if audited.get("excluded") else "")
+            + (" · " + " · ".join(f"{k} {v}" for k, v in shown_ci.items()) if shown_ci else "")
+        )
         cols = st.columns(4)
         cols[0].metric("pairs", f"{audited['n']:,}")
         if rep["kind"] == "score":
