@@ -648,6 +648,10 @@ def augment(
     from labeling.batch import FailureLimit
 
     FailureLimit(max_failure_share)  # checks the share before anything is read or sent
+    from labeling.client import require_api_key
+
+    store.resolve(ref)  # an unknown ref, then a missing key: one line each, before any work
+    require_api_key(base_url)
     ends_at = None if deadline is None else time.monotonic() + deadline
     spec = targets if isinstance(targets, TaskTargets) else load_targets(targets, task)
     if spec.task != task:

@@ -198,15 +198,7 @@ class LLMClient:
         self._sdk = None if dry_run else self._make_sdk_client()
 
     def _make_sdk_client(self) -> openai.AsyncOpenAI:
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            if not self.is_local:
-                where = "OpenAI" if self.base_url is None else self.base_url
-                raise WorkbenchError(
-                    f"{self.api_key_env} is not set: export it to use {where} (the API key is read from the "
-                    "environment only; a local server at http://127.0.0.1 needs none)"
-                )
-            key = LOCAL_DUMMY_KEY
+        key = require_api_key(self.base_url, self.api_key_env) or LOCAL_DUMMY_KEY
         httpx = _httpx_module()
         http_client = openai.DefaultAsyncHttpxClient(
             limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
@@ -522,6 +514,24 @@ class LLMClient:
             attempts=attempts,
             created_at=datetime.now(UTC).replace(microsecond=0),  # whole seconds: as the cache stores it
         )
+
+
+def require_api_key(base_url: str | None, api_key_env: str = "OPENAI_API_KEY") -> str | None:
+    """The API key from the environment; a remote endpoint without one is a :class:`WorkbenchError` at once.
+
+    Commands call it before any work, so a missing key costs a second, not a pass over the data. A local
+    server (127.0.0.1, localhost) needs none (None is returned).
+    """
+    key = os.environ.get(api_key_env)
+    if key:
+        return key
+    if is_local_provider(provider_identity(base_url)):
+        return None
+    where = "OpenAI" if base_url is None else base_url
+    raise WorkbenchError(
+        f"{api_key_env} is not set: export it to use {where} (the API key is read from the "
+        "environment only; a local server at http://127.0.0.1 needs none)"
+    )
 
 
 def _httpx_module():

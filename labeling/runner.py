@@ -246,6 +246,10 @@ def label_llm(
 
     limit = FailureLimit(max_failure_share)
     parent = store.resolve(ref)
+    if not dry_run:
+        from labeling.client import require_api_key
+
+        require_api_key(base_url)  # before the pass over the records, not after it
     work = [(task, item) for rec in store.iter_records(parent) for task in tasks for item in task.items(rec)]
     requests = [
         CompletionRequest(

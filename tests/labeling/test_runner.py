@@ -126,3 +126,25 @@ def test_budget_stop_leaves_a_consistent_snapshot_and_a_rerun_finishes(esconv, o
     rest = label_llm("esconv-raw", max_cost=100.0, tag="full", **kw)
     assert rest.counters["unlabeled_budget"] == 0
     assert openai_server.request_count - sent == rest.counters["requests_sent"] == c["unlabeled_budget"]
+
+
+def test_a_missing_api_key_stops_before_any_record_is_read(esconv, monkeypatch, tmp_path):
+    """label and augment check the key (and the ref) first: no pass over the data for a run that cannot start."""
+    from curation.errors import WorkbenchError
+    from labeling.augment import augment
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("records were read before the key was checked")
+
+    monkeypatch.setattr(esconv, "iter_records", no_reading)
+    monkeypatch.setattr(esconv, "iter_batches", no_reading)
+    with pytest.raises(WorkbenchError, match="OPENAI_API_KEY is not set"):
+        label_llm("esconv-raw", store=esconv, tasks=get_tasks(["strategy"]), model="gpt-4o-mini")
+    targets = tmp_path / "t.toml"
+    targets.write_text("[strategy]\nQuestion = 10\n")
+    with pytest.raises(WorkbenchError, match="OPENAI_API_KEY is not set"):
+        augment("esconv-raw", store=esconv, task="strategy", targets=targets, model="gpt-4o-mini")
+    with pytest.raises(WorkbenchError, match="nope"):
+        augment("nope", store=esconv, task="strategy", targets=targets, model="gpt-4o-mini")
