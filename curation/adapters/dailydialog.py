@@ -490,11 +490,22 @@ class _Labels:
             raise _Bad(f"{what} id {raw_id} out of range {lo}..{hi}", file) from None
 
 
-def _check_counts(utterances: list[str], acts: list[int], emotions: list[int], *, text_file: str) -> None:
+def _check_counts(
+    utterances: list[str], acts: list[int], emotions: list[int], *, text_file: str, act_file: str, emotion_file: str
+) -> None:
     n = len(utterances)
-    bad = [f"{len(x)} {what} labels" for x, what in ((acts, "act"), (emotions, "emotion")) if len(x) != n]
-    if bad:
-        raise _Bad(f"{n} utterances but {' and '.join(bad)} (expected one label per utterance)", text_file)
+    wrong = [
+        (len(x), what, f)
+        for x, what, f in ((acts, "act", act_file), (emotions, "emotion", emotion_file))
+        if len(x) != n
+    ]
+    if wrong:
+        counts = " and ".join(f"{k} {what} labels" for k, what, _ in wrong)
+        files = " and ".join(Path(f).name for _, _, f in wrong)
+        raise _Bad(
+            f"{n} utterances but {counts} (expected one label per utterance; the labels are the same line of {files})",
+            text_file,
+        )
 
 
 @dataclass(frozen=True)
@@ -747,7 +758,7 @@ class DailyDialogAdapter(Adapter):
         context: dict[str, str] | None = None,
         topic: _Topic | None = None,
     ) -> Record:
-        _check_counts(utterances, acts, emotions, text_file=text_file)
+        _check_counts(utterances, acts, emotions, text_file=text_file, act_file=act_file, emotion_file=emotion_file)
         record = _record(
             labels,
             split=split,
