@@ -357,11 +357,12 @@ class SnapshotStore:
     # ------------------------------------------------------------ refs
 
     def set_ref(self, name: str, snapshot_id: str) -> None:
-        """Point ``name`` at a snapshot, atomically (write aside, rename over)."""
+        """Point ``name`` at a snapshot, atomically (write aside, rename over); the move is logged (:meth:`ref_log`)."""
         if not _REF_NAME.match(name):
             raise StoreError(f"invalid ref name {name!r}: use letters, digits, '.', '_' or '-' (max 128)")
         if not self.exists(snapshot_id):
             raise StoreError(f"cannot point ref {name!r} at missing snapshot {snapshot_id}")
+        old = self._ref_target(name)
         base = self._path("refs")
         self.fs.makedirs(base, exist_ok=True)
         tmp = self._path("refs", f".{name}.{uuid.uuid4().hex}.tmp")
@@ -369,12 +370,55 @@ class SnapshotStore:
         with self.fs.open(tmp, "wb") as f:
             f.write(json.dumps(payload, indent=1).encode())
         self.fs.mv(tmp, self._path("refs", f"{name}.json"))
+        if old != snapshot_id:
+            self._log_ref(name, old, snapshot_id)
 
     def delete_ref(self, name: str) -> None:
         path = self._path("refs", f"{name}.json")
         if not self.fs.exists(path):
             raise StoreError(f"no ref named {name!r}")
+        old = self._ref_target(name)
         self.fs.rm(path)
+        self._log_ref(name, old, None)
+
+    def _ref_target(self, name: str) -> str | None:
+        try:
+            return self._read_ref(self._path("refs", f"{name}.json"))
+        except (StoreError, OSError, FileNotFoundError):
+            return None
+
+    def _log_ref(self, name: str, old: str | None, new: str | None) -> None:
+        """Append one line to ``<store>/ref-log/<name>.jsonl``: when, from what, to what, and which command."""
+        import sys
+
+        folder = self._path("ref-log")
+        self.fs.makedirs(folder, exist_ok=True)
+        path = self._path("ref-log", f"{name}.jsonl")
+        entry = {"at": _now(), "ref": name, "old": old, "new": new, "command": " ".join(sys.argv)[:500]}
+        line = (json.dumps(entry) + "\n").encode()
+        before = b""
+        if self.fs.exists(path):
+            with self.fs.open(path, "rb") as f:
+                before = f.read()
+        tmp = self._path("ref-log", f".{name}.{uuid.uuid4().hex}.tmp")
+        with self.fs.open(tmp, "wb") as f:
+            f.write(before + line)
+        self.fs.mv(tmp, path)
+
+    def ref_log(self, name: str) -> list[dict[str, Any]]:
+        """Every move of ref ``name``, oldest first: ``{"at", "ref", "old", "new", "command"}``."""
+        path = self._path("ref-log", f"{name}.jsonl")
+        if not self.fs.exists(path):
+            return []
+        with self.fs.open(path, "rb") as f:
+            lines = f.read().decode("utf-8").splitlines()
+        out = []
+        for n, line in enumerate(lines, 1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise StoreError(f"{path}, line {n}: not JSON") from None
+        return out
 
     # ------------------------------------------------------------ writing
 

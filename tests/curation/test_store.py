@@ -134,3 +134,31 @@ def test_shards_are_plain_parquet_readable_by_other_engines(tmp_path, records):
     table = pq.read_table(store.shard_paths(sid))
     assert table.num_rows == len(records)
     assert table.schema.metadata[b"workbench.schema_version"] == b"1"
+
+
+def test_every_ref_move_is_logged(store, tmp_path):
+    from curation.record import provenance
+
+    ids = []
+    for n in range(2):
+        with store.writer(step={"kind": "test", "config": {"n": n}}) as w:
+            w.add(
+                {
+                    "id": f"goemotions:train:{n}",
+                    "source": "goemotions",
+                    "split": "train",
+                    "context": {},
+                    "turns": [{"speaker": "writer", "text": f"text {n}"}],
+                    "labels": [],
+                    "provenance": provenance("x.tsv", adapter="goemotions", adapter_version="1"),
+                }
+            )
+            ids.append(w.commit())
+    store.set_ref("mine", ids[0])
+    store.set_ref("mine", ids[0])  # no move: nothing logged
+    store.set_ref("mine", ids[1])
+    store.delete_ref("mine")
+    log = store.ref_log("mine")
+    assert [(e["old"], e["new"]) for e in log] == [(None, ids[0]), (ids[0], ids[1]), (ids[1], None)]
+    assert all(e["at"] and "command" in e for e in log)
+    assert store.ref_log("never") == []

@@ -157,8 +157,15 @@ def test_run_ends_with_a_tiny_fine_tune_and_a_rerun_trains_nothing(ran):
     assert "only demonstrates the fine-tuning path" in proc.stdout
     steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if "loss" in s] == [1, 2, 3]
+    dd_raw = json.loads((store / "refs" / "dd-raw.json").read_text())["id"]
+    ed_raw = json.loads((store / "refs" / "ed-raw.json").read_text())["id"]
+    wb("snapshots", "tag", "dd-raw", ed_raw, store=store)  # the user points dd-raw elsewhere; run moves it back
     again = wb("run", store=store)
     assert f"{run_dir} already holds the finished run on export {exported} (nothing trained)" in again.stdout
+    assert f"moved 1 existing ref(s): dd-raw {ed_raw[:12]} -> {dd_raw[:12]}" in again.stdout
+    log = json.loads(wb("snapshots", "log", "dd-raw", "--json", store=store).stdout)
+    assert [(e["old"], e["new"]) for e in log][-2:] == [(dd_raw, ed_raw), (ed_raw, dd_raw)]
+    assert "snapshots tag dd-raw" in log[-2]["command"] and " run" in log[-1]["command"]
     # the evaluation stage comes back from the cache: nothing generated, the same evaluation snapshot
     assert "replies: 0 generated, 64 from the cache" in again.stdout
     first = json.loads((store / "refs" / "eval-pipeline.json").read_text())["id"]

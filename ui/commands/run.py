@@ -15,13 +15,36 @@ def run(
     config: Path = typer.Option(None, "--config", "-c", help="Pipeline TOML (default: examples/pipeline.toml)."),
 ) -> None:
     """Run every stage of a pipeline config, offline on the bundled example data by default."""
-    from curation.ingest import ingest
-    from ui.commands.ingest import print_ingest_summary
     from ui.pipeline import load_config
 
     cfg = load_config(config)
     store = state.store()
     state.console().print(f"pipeline {cfg.path} -> store {store.url}")
+    refs_before = store.refs()
+    try:
+        _run_stages(cfg, store)
+    finally:
+        _say_moved_refs(store, refs_before)
+
+
+def _say_moved_refs(store: Any, before: dict[str, str]) -> None:
+    """Name every ref that pointed somewhere before this run and now points elsewhere (it is logged too)."""
+    after = store.refs()
+    moved = sorted(name for name, sid in before.items() if name != "latest" and after.get(name) not in (sid, None))
+    if moved:
+        con = state.console()
+        con.print(
+            f"[yellow]moved {len(moved)} existing ref(s)[/]: "
+            + ", ".join(f"{name} {before[name][:12]} -> {after[name][:12]}" for name in moved)
+            + " (workbench snapshots log REF shows every move; snapshots tag REF ID points one back)",
+            soft_wrap=True,
+        )
+
+
+def _run_stages(cfg: Any, store: Any) -> None:
+    from curation.ingest import ingest
+    from ui.commands.ingest import print_ingest_summary
+
     results = []
     for stage in cfg.ingest:
         with record_progress(f"ingest {stage.source}") as progress:

@@ -176,6 +176,30 @@ def _format_counters(counters: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in counters.items() if v != {})
 
 
+@app.command("log")
+def log(
+    ref: str = typer.Argument(..., help="A ref name (dd-raw, clean, latest, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Every move of a ref: when, from which snapshot to which, and the command that moved it."""
+    from rich.table import Table
+
+    entries = state.store().ref_log(ref)
+    if as_json:
+        print(json.dumps(entries, indent=1))
+        return
+    con = state.console()
+    if not entries:
+        con.print(f"no moves of ref {ref!r} recorded (refs set before the log existed have none)")
+        return
+    table = Table(title=f"ref {ref}: moves, oldest first", title_justify="left")
+    for col in ("at", "from", "to", "command"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e["at"], e.get("old") or "-", e.get("new") or "(deleted)", _escape(e.get("command") or ""))
+    con.print(table)
+
+
 @app.command("verify")
 def verify(
     ref: str = typer.Argument(None, help="Snapshot id, id prefix or ref (or --all)."),
