@@ -32,7 +32,10 @@ Only answers count: a label whose ``attrs`` carry a ``status`` other than
 
 Where one coder gave several values to one unit of a single-label task, its
 best-scored value counts and the report counts the conflict; several score
-labels are averaged.
+labels are averaged. A record-level score unit (ESConv's survey empathy, one per
+conversation) also takes each machine coder's mean of its per-turn ratings of
+that record, as the audit pairs them (``aggregated_units`` counts them), so the
+agreement and the audit of the same labels never contradict each other.
 """
 
 from __future__ import annotations
@@ -186,6 +189,7 @@ def _task_report(
     task: str, kind: str, raw: dict[Unit, dict[str, list[tuple[str, float | None]]]], *, top: int
 ) -> dict[str, Any]:
     ratings, conflicts = _resolve(raw, kind)
+    aggregated = _turns_to_records(ratings) if kind == "score" else 0
     coders = sorted({c for by_coder in ratings.values() for c in by_coder})
     humans = [c for c in coders if c.startswith("human:")]
     machines = [c for c in coders if c.split(":", 1)[0] in MACHINE_SOURCES]
@@ -198,6 +202,7 @@ def _task_report(
         "units": len(ratings),
         "coders": {"human": humans, "llm": machines, "gold": gold},
         "conflicts": conflicts,
+        "aggregated_units": aggregated,
         "human_human": ctx.within(humans, top=top),
         "human_llm": ctx.across(humans, machines, top=top),
         "llm_gold": ctx.across(machines, gold, top=top),
@@ -221,6 +226,31 @@ def _resolve(raw: dict[Unit, dict[str, list[tuple[str, float | None]]]], kind: s
                 resolved[coder] = ranked[0][0]
         ratings[unit] = resolved
     return ratings, conflicts
+
+
+def _turns_to_records(ratings: dict[Unit, dict[str, Any]]) -> int:
+    """Give record-level units (ESConv's survey empathy: one gold rating per conversation) each machine coder's
+    mean of its per-turn ratings of that record, as the audit compares them; returns how many values were added.
+
+    Without it, record-level gold and per-turn machine ratings share no unit and every agreement between them
+    reads "0 units" while the audit of the same labels pairs them.
+    """
+    per_record: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for (rid, turn), by_coder in ratings.items():
+        if turn is None:
+            continue
+        for coder, value in by_coder.items():
+            if coder.split(":", 1)[0] in MACHINE_SOURCES:
+                per_record[rid][coder].append(float(value))
+    added = 0
+    for (rid, turn), by_coder in ratings.items():
+        if turn is not None or not any(c.split(":", 1)[0] not in MACHINE_SOURCES for c in by_coder):
+            continue
+        for coder, values in per_record.get(rid, {}).items():
+            if coder not in by_coder:
+                by_coder[coder] = float(np.mean(values))
+                added += 1
+    return added
 
 
 def _number(value: str, score: float | None) -> float:

@@ -142,8 +142,11 @@ def fitted_on(store: SnapshotStore, ref: str) -> dict[str, Any]:
                         if split == "train"
                     }
                 ids |= ids_of[tsid]
-            for agent in (config.get("agents") or {}).values():
-                by_agent.setdefault(str(agent), set()).update(ids)
+            from labeling.local import TRAINED_TASKS
+
+            for task, agent in (config.get("agents") or {}).items():
+                if task in TRAINED_TASKS:  # the heuristics (traits, empathy) learn from nothing
+                    by_agent.setdefault(str(agent), set()).update(ids)
             steps.append({"snapshot": sid, "trained_on": trained, "records": len(ids), "split": "train"})
         pending.extend(manifest.get("parents") or [])
     return {"agents": by_agent, "steps": steps}

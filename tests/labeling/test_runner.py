@@ -148,3 +148,21 @@ def test_a_missing_api_key_stops_before_any_record_is_read(esconv, monkeypatch, 
         augment("esconv-raw", store=esconv, task="strategy", targets=targets, model="gpt-4o-mini")
     with pytest.raises(WorkbenchError, match="nope"):
         augment("nope", store=esconv, task="strategy", targets=targets, model="gpt-4o-mini")
+
+
+def test_agreement_and_audit_of_record_level_gold_agree(store, examples):
+    """ESConv's empathy gold is one survey rating per conversation; the local labeler rates turns. The audit pairs
+    them (mean of the turns), and the agreement must too, not report 0 units beside the audit's pairs."""
+    from labeling.agreement import agreement
+    from labeling.audit import audit
+    from labeling.runner import fitted_on
+
+    ingest("esconv", [examples / "esconv" / "hf"], store=store, tag="es-raw")
+    label_local("es-raw", store=store, tasks=get_tasks(["empathy", "strategy"]), tag="local")
+    records = list(store.iter_records("local"))
+    fitted = fitted_on(store, "local")["agents"]
+    assert set(fitted) == {a for a in fitted if a.startswith("local-linear@strategy")}  # heuristics learn nothing
+    rep = agreement(records, task="empathy", exclude=fitted)["tasks"]["empathy"]
+    audited = audit(records, "empathy", exclude=fitted)
+    assert rep["llm_gold"]["units"] == audited["n"] > 0
+    assert rep["aggregated_units"] == audited["aggregated"]

@@ -49,6 +49,11 @@ st.caption(
     f"{rep['units']:,} units ({rep['kind']}, {rep['level']} alpha) · coders: "
     + "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in coders.items())
 )
+if rep.get("aggregated_units"):
+    st.caption(
+        f"{rep['aggregated_units']:,} record-level units (one gold rating per conversation) compare gold with the mean "
+        "of the machine's per-turn ratings of that conversation, as the audit below does."
+    )
 if rep.get("excluded_labels"):
     st.info(
         f"{rep['excluded_labels']:,} machine labels on records their labeler was fitted on (its training split's "
