@@ -103,6 +103,7 @@ class ReviewSettings:
     guidelines: str
     overlap: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the pushed snapshot, for to_dict()
+    min_suggestion_score: float = 0.5  # a machine label below this confidence is not pre-filled
 
     def question(self, name: str) -> QuestionSpec:
         for q in self.questions:
@@ -290,7 +291,8 @@ def build_settings(
     overlap: int = 1,
     required: Collection[str] | None = None,
     snapshot: str | None = None,
-    show_gold: bool = True,
+    show_gold: bool = False,
+    min_suggestion_score: float = 0.5,
 ) -> ReviewSettings:
     """The review settings for ``tasks`` (task objects or names).
 
@@ -300,8 +302,13 @@ def build_settings(
     all); when none is, a required ``confidence`` question is added so the
     dataset can be published and every record submitted. ``snapshot``: the
     pushed snapshot, named in the guidelines. ``show_gold``: whether annotators
-    see the ``gold_*`` metadata (owners and admins always do).
+    see the ``gold_*`` metadata (owners and admins always do; hidden by default:
+    seeing gold anchors answers). ``min_suggestion_score``: a machine label is
+    pre-filled only when its confidence is at least this (labels without one, and
+    ratings, always are); the guidelines say so.
     """
+    if not 0.0 <= min_suggestion_score <= 1.0:
+        raise WorkbenchError(f"min suggestion score: expected a confidence in [0, 1], got {min_suggestion_score!r}")
     if not tasks:
         raise WorkbenchError("review settings: give at least one task")
     if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 1:
@@ -350,9 +357,10 @@ def build_settings(
         fields=fields,
         questions=tuple(questions),
         metadata=tuple(metadata),
-        guidelines=_guidelines(names, questions, snapshot=snapshot),
+        guidelines=_guidelines(names, questions, snapshot=snapshot, min_score=min_suggestion_score),
         overlap=overlap,
         extra={"snapshot": snapshot} if snapshot else {},
+        min_suggestion_score=min_suggestion_score,
     )
 
 
@@ -361,7 +369,9 @@ def gold_metadata(question: str) -> str:
     return f"gold_{question}"
 
 
-def _guidelines(names: Sequence[str], questions: Sequence[QuestionSpec], *, snapshot: str | None) -> str:
+def _guidelines(
+    names: Sequence[str], questions: Sequence[QuestionSpec], *, snapshot: str | None, min_score: float = 0.5
+) -> str:
     lines = [
         "# Review",
         "",
@@ -371,7 +381,8 @@ def _guidelines(names: Sequence[str], questions: Sequence[QuestionSpec], *, snap
         "",
         *(f"- {_GUIDELINES[n]}" for n in names),
         "",
-        "Pre-filled answers are machine suggestions: check them, correct them, then submit. "
+        "Pre-filled answers are machine suggestions, shown only where the machine's confidence is at least "
+        f"{min_score:g}: check them, correct them, then submit; an empty question has no confident suggestion. "
         "Discard a record you cannot judge (unreadable, off-topic).",
     ]
     if any(q.name == CONFIDENCE_QUESTION for q in questions):

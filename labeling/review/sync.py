@@ -421,8 +421,14 @@ def _clip(score: float | None) -> float | None:
     return None if score is None or not math.isfinite(score) else min(1.0, max(0.0, float(score)))
 
 
-def suggestion_for(record: Record, q: QuestionSpec, turn: int | None) -> dict[str, Any] | None:
+def suggestion_for(
+    record: Record, q: QuestionSpec, turn: int | None, *, min_score: float = 0.0
+) -> dict[str, Any] | None:
     """The suggestion of question ``q`` for a unit: an ``llm`` label, else a ``model`` label; None if neither.
+
+    ``min_score``: a label whose confidence is below it is not suggested (multi-label: such values are
+    left out; nothing left, no suggestion), so annotators are not anchored on noise. A label without a
+    confidence, and a rating, is suggested as it is.
 
     ``{"question_name", "value", "score", "agent"}``. Multi-label: every label the
     chosen agent gave, scores alongside (all or none: Argilla wants one per value).
@@ -447,6 +453,8 @@ def suggestion_for(record: Record, q: QuestionSpec, turn: int | None) -> dict[st
         if lab["value"] not in q.options:
             continue
         s = _clip(lab.get("score"))
+        if s is not None and s < min_score:
+            continue
         if lab["value"] not in best or (s or 0.0) > (best[lab["value"]] or 0.0):
             best[lab["value"]] = s
     if not best:
@@ -492,7 +500,7 @@ def unit_payload(
             gold = _gold_value(record, q, unit.turn)
             if gold is not None:
                 metadata[gold_metadata(q.name)] = gold
-            s = suggestion_for(record, q, unit.turn)
+            s = suggestion_for(record, q, unit.turn, min_score=settings.min_suggestion_score)
             if s is not None:
                 suggestions.append(s)
     return {"id": unit.id, "fields": fields, "metadata": metadata, "suggestions": suggestions}
@@ -622,7 +630,8 @@ def push(
     sample: int = 0,
     seed: int = 0,
     overlap: int = 1,
-    show_gold: bool = True,
+    show_gold: bool = False,
+    min_suggestion_score: float = 0.5,
     units: Collection[str] | None = None,
     batch_size: int = 100,
     retry: Retry = Retry(),
@@ -636,7 +645,7 @@ def push(
     if not 1 <= batch_size <= 500:
         raise WorkbenchError(f"review push batch size: expected 1..500 (the server's bulk limit), got {batch_size}")
     task_objs = [t if isinstance(t, Task) else get_tasks([t])[0] for t in tasks]
-    build_settings(task_objs, overlap=overlap)  # validate the tasks and options before reading anything
+    build_settings(task_objs, overlap=overlap, min_suggestion_score=min_suggestion_score)  # check before reading
     parent = store.resolve(ref)
     every = [u for rec in store.iter_records(parent) for u in review_units(rec, task_objs)]
     available = len(every)
@@ -656,7 +665,14 @@ def push(
         names = ", ".join(t.name for t in task_objs)
         raise ReviewError(f"nothing to review: snapshot {parent} has no units for {names}")
     required = set.intersection(*(set(u.tasks) for u in chosen))
-    settings = build_settings(task_objs, overlap=overlap, required=required, snapshot=parent, show_gold=show_gold)
+    settings = build_settings(
+        task_objs,
+        overlap=overlap,
+        required=required,
+        snapshot=parent,
+        show_gold=show_gold,
+        min_suggestion_score=min_suggestion_score,
+    )
 
     server = connect(credentials, retry=retry)
     ws = _workspace(server, workspace)

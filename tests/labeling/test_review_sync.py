@@ -88,8 +88,13 @@ def test_units_become_records_with_fields_metadata_gold_and_suggestions(labeled)
     # emotion: one unit per record (GoEmotions comments, ESConv's seeker emotion); strategy: per supporter turn
     assert set(out) == {r["id"] for r in records} | supporter_turns
 
-    rec = es[0]
-    turn = next(i for i, t in enumerate(rec["turns"]) if t["speaker"] == "supporter" and i > 2)
+    def confident(r, i):
+        return t_is_supporter(r, i) and _machine(r, "strategy", i)[0]["score"] >= 0.5
+
+    def t_is_supporter(r, i):
+        return r["turns"][i]["speaker"] == "supporter" and bool(_machine(r, "strategy", i))
+
+    rec, turn = next((r, i) for r in es for i in range(3, len(r["turns"])) if confident(r, i))
     unit = out[f"{rec['id']}#t{turn}"]
     conv = unit.fields["conversation"]
     assert len(conv) == turn + 1 and conv[-1]["content"] == rec["turns"][turn]["text"]
@@ -104,18 +109,27 @@ def test_units_become_records_with_fields_metadata_gold_and_suggestions(labeled)
     s = unit.suggestions["strategy"]
     assert (s.value, s.score) == (model["value"], pytest.approx(model["score"]))
     assert s.agent == model["agent"].replace("@", ":").replace("+", "-") == "local-linear:strategy-v1-hashed"
+    # below the default confidence of 0.5 nothing is pre-filled: annotators are not anchored on noise
+    low_rec, low = next(
+        (r, i) for r in es for i in range(len(r["turns"])) if t_is_supporter(r, i) and not confident(r, i)
+    )
+    assert "strategy" not in out[f"{low_rec['id']}#t{low}"].suggestions
+    assert "confidence is at least 0.5" in build_settings(["strategy"]).guidelines
     whole = out[rec["id"]]
     assert whole.metadata["gold_emotion"] == _gold(rec, "emotion", None) and "turn" not in whole.metadata
     assert (
         len(whole.fields["conversation"]) == len(rec["turns"]) and "whole conversation" in whole.fields["instructions"]
     )
 
-    comment = next(r for r in ge if len(_machine(r, "emotion", None)) >= 2)
+    comment = next(r for r in ge if sum(lab["score"] >= 0.5 for lab in _machine(r, "emotion", None)) >= 1)
     unit = out[comment["id"]]
     assert unit.fields["text"] == comment["turns"][0]["text"] and "conversation" not in unit.fields
     s = unit.suggestions["emotion"]
-    ranked = sorted(_machine(comment, "emotion", None), key=lambda lab: -lab["score"])
+    ranked = sorted(
+        (lab for lab in _machine(comment, "emotion", None) if lab["score"] >= 0.5), key=lambda lab: -lab["score"]
+    )
     assert s.value == [lab["value"] for lab in ranked] and s.score == pytest.approx([lab["score"] for lab in ranked])
+    assert all(v >= 0.5 for v in s.score)
     assert unit.metadata["gold_emotion"] == _gold(comment, "emotion", None)
 
 

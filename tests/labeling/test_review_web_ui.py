@@ -56,9 +56,12 @@ def test_annotator_clicks_in_the_web_ui_and_pull_brings_the_answer_back(argilla_
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
 
     store = esconv_labeled
-    first = next(iter(store.iter_records("labeled")))
-    supporter_turn = next(
-        lab["turn"] for lab in first["labels"] if lab["task"] == "strategy" and lab["source"] == "model"
+    # a unit with a confident machine label: only those are pre-filled (--min-suggestion-score, default 0.5)
+    first, supporter_turn = next(
+        (rec, lab["turn"])
+        for rec in store.iter_records("labeled")
+        for lab in rec["labels"]
+        if lab["task"] == "strategy" and lab["source"] == "model" and lab["score"] >= 0.5
     )
     unit = f"{first['id']}#t{supporter_turn}"
     name = f"webui-{uuid.uuid4().hex[:8]}"

@@ -18,7 +18,18 @@ def push(
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
     overlap: int = typer.Option(1, "--overlap", min=1, help="Annotators per record (submitted responses needed)."),
     workspace: str = typer.Option(None, "--workspace", help="Argilla workspace (default: your first one)."),
-    show_gold: bool = typer.Option(True, "--show-gold/--hide-gold", help="Show gold labels to annotators."),
+    show_gold: bool = typer.Option(
+        False,
+        "--show-gold/--hide-gold",
+        help="Show gold labels to annotators (hidden by default: gold anchors answers).",
+    ),
+    min_suggestion_score: float = typer.Option(
+        0.5,
+        "--min-suggestion-score",
+        min=0.0,
+        max=1.0,
+        help="Pre-fill a machine label only at this confidence or above (the guidelines say so).",
+    ),
     api_url: str = typer.Option(None, "--api-url", help=_URL_HELP),
     api_key: str = typer.Option(None, "--api-key", help=_KEY_HELP),
 ) -> None:
@@ -40,6 +51,7 @@ def push(
             seed=seed,
             overlap=overlap,
             show_gold=show_gold,
+            min_suggestion_score=min_suggestion_score,
             progress=lambda done, total: progress(f"records (of {total:,})", done),
         )
     state.console().print(
