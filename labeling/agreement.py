@@ -194,7 +194,7 @@ def _task_report(
     humans = [c for c in coders if c.startswith("human:")]
     machines = [c for c in coders if c.split(":", 1)[0] in MACHINE_SOURCES]
     gold = [c for c in coders if c.startswith("gold:")]
-    ctx = _Context(task, kind, ratings)
+    ctx = _Context(task, kind, ratings, confidence=_confidences(raw))
     return {
         "task": task,
         "kind": kind,
@@ -207,6 +207,21 @@ def _task_report(
         "human_llm": ctx.across(humans, machines, top=top),
         "llm_gold": ctx.across(machines, gold, top=top),
     }
+
+
+def _confidences(raw: dict[Unit, dict[str, list[tuple[str, float | None]]]]) -> dict[Unit, float]:
+    """Per unit, the highest confidence a machine coder gave its label there (0 when none gave one)."""
+    out: dict[Unit, float] = {}
+    for unit, by_coder in raw.items():
+        scores = [
+            float(score)
+            for coder, given in by_coder.items()
+            if coder.split(":", 1)[0] in MACHINE_SOURCES
+            for _, score in given
+            if score is not None
+        ]
+        out[unit] = max(scores) if scores else 0.0
+    return out
 
 
 def _resolve(raw: dict[Unit, dict[str, list[tuple[str, float | None]]]], kind: str) -> tuple[dict[Unit, dict], int]:
@@ -270,8 +285,11 @@ def _round_onto(scores: Sequence[float], low: int, high: int) -> list[str]:
 class _Context:
     """The ratings of one task, and the arithmetic that turns coders' values into alpha, kappa and worst units."""
 
-    def __init__(self, task: str, kind: str, ratings: dict[Unit, dict[str, Any]]) -> None:
+    def __init__(
+        self, task: str, kind: str, ratings: dict[Unit, dict[str, Any]], *, confidence: dict[Unit, float] | None = None
+    ) -> None:
         self.task, self.kind, self.ratings = task, kind, ratings
+        self.confidence = confidence or {}
         self.level: Level = "interval" if kind == "score" else "nominal"
         self.labels = vocabularies.load(task).labels if kind != "score" else ()
 
@@ -409,7 +427,13 @@ class _Context:
         top: int,
         across: tuple[Sequence[str], Sequence[str]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Units by disagreement, worst first; ``across`` = (left, right) counts only left-right pairs of coders."""
+        """Units by disagreement, worst first; ``across`` = (left, right) counts only left-right pairs of coders.
+
+        ``disagreement`` is the mean disagreement over the pairs of coders (single label: the share of pairs
+        that differ, so two coders who differ score 1). Equal ones are ordered by ``machine_confidence``, the
+        highest confidence a machine coder gave its label on the unit: a confident machine label that a
+        human or gold contradicts is the most telling, and comes first.
+        """
         level = "multi_label" if self.kind == "multi_label" else self.level
         rows = []
         for unit in units:
@@ -426,15 +450,16 @@ class _Context:
                 ]
                 score = sum(cross) / len(cross) if cross else 0.0
             if score > 0:
-                rows.append((score, len(set(given.values())), unit, given))
-        rows.sort(key=lambda r: (-r[0], -r[1], r[2][0], -1 if r[2][1] is None else r[2][1]))
+                rows.append((score, self.confidence.get(unit, 0.0), len(set(given.values())), unit, given))
+        rows.sort(key=lambda r: (-r[0], -r[1], -r[2], r[3][0], -1 if r[3][1] is None else r[3][1]))
         return [
             {
                 "record_id": rid,
                 "turn": turn,
                 "disagreement": score,
+                "machine_confidence": confidence,
                 "distinct": distinct,
                 "values": {c: sorted(v) if isinstance(v, frozenset) else v for c, v in given.items()},
             }
-            for score, distinct, (rid, turn), given in rows[:top]
+            for score, confidence, distinct, (rid, turn), given in rows[:top]
         ]

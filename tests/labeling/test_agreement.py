@@ -286,3 +286,27 @@ def test_unknown_task_and_empty_input():
     with pytest.raises(WorkbenchError, match="unknown task"):
         agreement([], task="nope")
     assert agreement([], task="emotion")["tasks"]["emotion"]["human_human"] is None
+
+
+def test_worst_units_rank_a_confident_contradicted_machine_label_first():
+    """Every single-label disagreement between two coders scores 1: the tie is broken by the machine's confidence."""
+
+    def record(n: int, machine: str, score: float, gold: str) -> dict:
+        return {
+            "id": f"esconv:test:{n}",
+            "labels": [
+                label("strategy", gold, source="gold", agent="esconv", turn=1),
+                label("strategy", machine, source="model", agent="local", score=score, turn=1),
+            ],
+        }
+
+    records = [
+        record(1, "Question", 0.31, "Others"),
+        record(2, "Information", 0.93, "Question"),
+        record(3, "Question", 0.62, "Question"),  # agrees: not listed
+        record(4, "Others", 0.55, "Information"),
+    ]
+    worst = agreement(records, task="strategy")["tasks"]["strategy"]["llm_gold"]["disagreements"]
+    assert [w["record_id"] for w in worst] == ["esconv:test:2", "esconv:test:4", "esconv:test:1"]
+    assert [w["disagreement"] for w in worst] == [1.0, 1.0, 1.0]
+    assert [w["machine_confidence"] for w in worst] == [0.93, 0.55, 0.31]

@@ -84,12 +84,17 @@ def _print_report(report: dict[str, Any]) -> None:
             if not comp or not comp["disagreements"]:
                 continue
             worst = Table(title=f"{name}: {title}, units that disagree most", title_justify="left")
-            for col in ("record", "turn", "disagreement", "values"):
-                worst.add_column(col, justify="right" if col == "disagreement" else "left")
+            for col in ("record", "turn", "disagreement", "machine conf.", "values"):
+                worst.add_column(col, justify="right" if col in ("disagreement", "machine conf.") else "left")
             for row in comp["disagreements"]:
                 values = "; ".join(
                     f"{coder}={','.join(v) if isinstance(v, list) else v}" for coder, v in row["values"].items()
                 )
                 turn = "-" if row["turn"] is None else str(row["turn"])
-                worst.add_row(row["record_id"], turn, f"{row['disagreement']:.2f}", values)
+                confidence = f"{row.get('machine_confidence', 0.0):.2f}"
+                worst.add_row(row["record_id"], turn, f"{row['disagreement']:.2f}", confidence, values)
             con.print(worst)
+            con.print(
+                "disagreement: the share of coder pairs that differ; ties ordered by the machine's confidence in its "
+                "label (confident and contradicted first)"
+            )

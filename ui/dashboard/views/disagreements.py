@@ -184,10 +184,16 @@ def _unit_key(w: dict) -> str:
     return w["record_id"] if w["turn"] is None else f"{w['record_id']}#t{w['turn']}"
 
 
+st.caption(
+    "Worst first: *disagreement* is the share of coder pairs that differ on the unit (1: all differ); equal ones "
+    "are ordered by *machine confidence*, the highest confidence a machine coder gave its label there, so a "
+    "confident machine label that gold or a human contradicts comes first."
+)
 table = [
     {
         "unit": _unit_key(w),
         "disagreement": round(w["disagreement"], 3),
+        "machine confidence": round(w.get("machine_confidence", 0.0), 3),
         "text": _unit_text(w),
         **{c: (", ".join(v) if isinstance(v, list) else v) for c, v in w["values"].items()},
     }
