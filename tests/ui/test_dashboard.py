@@ -227,7 +227,11 @@ def test_sending_to_argilla_says_clearly_when_no_server_answers(store_env, monke
     monkeypatch.setenv("ARGILLA_API_KEY", "not-a-real-key")
     monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
     at = pick(run(page("disagreements")), store, "labeled")
-    at = run(at.selectbox(key="dis_task").set_value("strategy"))
+    at = run(at.selectbox(key="dis_task").set_value("emotion"))
+    sid = store.resolve("labeled")
+    assert at.text_input(key=f"dis_dataset_emotion_{sid[:8]}").value == f"emotion-{sid[:8]}-disagreements"
+    at = run(at.selectbox(key="dis_task").set_value("strategy"))  # the name follows the task
+    assert at.text_input(key=f"dis_dataset_strategy_{sid[:8]}").value == f"strategy-{sid[:8]}-disagreements"
     assert at.button(key="dis_send").label == "Send 10 units to Argilla"
     at = run(at.button(key="dis_send").click())
     assert at.error and "Could not send to Argilla" in at.error[0].value and url in at.error[0].value

@@ -204,15 +204,26 @@ st.dataframe(table, hide_index=True)
 st.markdown("**Send to Argilla review**")
 keys = [row["unit"] for row in table]
 chosen = st.multiselect("Units", keys, default=keys[: min(10, len(keys))], key=f"dis_units_{which}_{task}")
-dataset = st.text_input("Argilla dataset", value=f"{task.replace('.', '-')}-{sid[:8]}-disagreements", key="dis_dataset")
+# the key carries the task and snapshot: a new task gets its own default name instead of keeping the last one
+dataset = st.text_input(
+    "Argilla dataset",
+    value=f"{task.replace('.', '-')}-{sid[:8]}-disagreements",
+    key=f"dis_dataset_{task}_{sid[:8]}",
+)
 if st.button(f"Send {len(chosen)} units to Argilla", type="primary", disabled=not chosen, key="dis_send"):
     try:
         with st.spinner("Pushing to Argilla..."):
             pushed = data.send_to_review(url, sid, task, chosen, dataset)
     except WorkbenchError as exc:
-        st.error(
-            f"Could not send to Argilla: {exc}\n\n"
-            "Start a local server with `workbench review serve`, or set ARGILLA_API_URL and ARGILLA_API_KEY."
+        message = str(exc)
+        unreachable = any(
+            w in message.lower() for w in ("connect", "refused", "unreachable", "timed out", "no argilla")
         )
+        hint = (
+            "\n\nStart a local server with `workbench review serve`, or set ARGILLA_API_URL and ARGILLA_API_KEY."
+            if unreachable
+            else ""
+        )
+        st.error(f"Could not send to Argilla: {message}{hint}")
     else:
         st.success(f"Sent {pushed.records:,} units to dataset {pushed.dataset!r} at {pushed.api_url}.")
