@@ -382,6 +382,9 @@ def test_run_labels_offline_and_audit_reports(ran):
     out = wb("audit", "labeled", "--task", "strategy", "--split", "test", store=store).stdout
     assert "accuracy" in out and "macro_f1" in out and "kappa" in out
     assert "computed on: split test" in out and "95 % CI" in out
+    assert "confusion: rows gold, columns predicted" in out and "1 Question" in out
+    dry = wb("label", "clean", "--task", "traits", "--model", "gpt-4o-mini", "--dry-run", store=store).stdout
+    assert "what it would send (nothing was sent)" in dry and "requests" in dry and "{" not in dry
     everything = wb("audit", "labeled", "--task", "strategy", store=store).stdout
     assert "left out:" in everything and "the labeler was fitted on" in everything
 

@@ -50,8 +50,17 @@ def label(
     task_objs = get_tasks(tasks)
     if labeler == "local":
         from labeling.runner import label_local
+        from ui.progress import step_progress
 
-        result = label_local(ref, store=store, tasks=task_objs, tag=tag, train_from=train_from or ())
+        with step_progress("label (local)") as progress:
+            result = label_local(
+                ref,
+                store=store,
+                tasks=task_objs,
+                tag=tag,
+                train_from=train_from or (),
+                progress=lambda counters: progress("records labeled", counters.get("records", 0)),
+            )
     else:
         if not model:
             raise typer.BadParameter("give --model (or --labeler local for the offline labeler)", param_hint="--model")
@@ -137,8 +146,16 @@ def _print_label_result(result: Any, *, dry_run: bool) -> None:
 
     con = state.console()
     if dry_run:
-        con.print("dry run: nothing sent")
-        con.print(json.dumps(result.estimate, indent=1, default=str))
+        con.print("label --dry-run: what it would send (nothing was sent)")
+        estimate = Table(title_justify="left")
+        estimate.add_column("estimate")
+        estimate.add_column("value", justify="right")
+        for key, value in _flat(result.estimate or {}):
+            shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+            if isinstance(value, float):
+                shown = f"{value:,.4f}"
+            estimate.add_row(key, shown)
+        con.print(estimate)
         return
     table = Table(title=f"label -> snapshot {result.snapshot_id}", title_justify="left")
     table.add_column("counter")
@@ -192,3 +209,24 @@ def _print_audit(report: dict[str, Any]) -> None:
         for name, m in per_label.items():
             t.add_row(name, *(f"{m.get(c, 0):.3f}" for c in ("precision", "recall", "f1")), f"{m.get('support', 0):,}")
         con.print(t)
+    confusion = (metrics.get("single_gold") or metrics).get("confusion") if isinstance(metrics, dict) else None
+    if confusion and confusion.get("labels"):
+        labels, matrix = confusion["labels"], confusion["matrix"]
+        used = [i for i, _ in enumerate(labels) if sum(matrix[i]) or sum(row[i] for row in matrix)]
+        t = Table(title="confusion: rows gold, columns predicted (numbered as the rows)", title_justify="left")
+        t.add_column("gold")
+        for k, _ in enumerate(used, 1):
+            t.add_column(str(k), justify="right")
+        for k, i in enumerate(used, 1):
+            t.add_row(f"{k} {labels[i]}", *(f"{matrix[i][j]:,}" for j in used))
+        con.print(t)
+
+
+def _flat(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"a": {"b": 1}}`` -> ``[("a.b", 1)]`` (lists shown as they are)."""
+    if not isinstance(data, dict):
+        return [(prefix, data)]
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        out.extend(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out

@@ -78,8 +78,16 @@ def _run_stages(cfg: Any, store: Any) -> None:
         stage = cfg.label
         if stage.labeler == "local":
             from labeling.runner import label_local
+            from ui.progress import step_progress
 
-            labeled = label_local(stage.input, store=store, tasks=get_tasks(stage.tasks), tag=stage.tag)
+            with step_progress("label (local)") as progress:
+                labeled = label_local(
+                    stage.input,
+                    store=store,
+                    tasks=get_tasks(stage.tasks),
+                    tag=stage.tag,
+                    progress=lambda counters: progress("records labeled", counters.get("records", 0)),
+                )
         else:
             from labeling.runner import label_llm
 
