@@ -474,3 +474,21 @@ def test_the_report_again_from_the_snapshot_with_human_ratings(setup, local_eval
     assert report["judge_agreement"]["human_judge"]["units"] == rated
     assert report["evaluation_snapshot"] == local_eval.evaluation_snapshot
     assert "## Judge against human raters" in (out / "eval.md").read_text()
+
+
+def test_the_replies_are_what_review_push_sends_for_empathy(setup, local_eval):
+    """Humans rate the same replies the judge rated: each empathy record is one review unit, its reply turn."""
+    from labeling.review.settings import build_settings
+    from labeling.review.sync import review_units, unit_payload
+    from labeling.tasks.base import get_tasks
+
+    store = SnapshotStore(setup["store"])
+    tasks = get_tasks(["empathy"])
+    settings = build_settings(tasks)
+    records = [r for r in store.iter_records(local_eval.evaluation_snapshot) if r["context"]["eval_suite"] == "empathy"]
+    for record in records:
+        (unit,) = review_units(record, tasks)  # the model's reply only, not the dataset's replies in the context
+        assert unit.turn == len(record["turns"]) - 1
+        payload = unit_payload(record, unit, settings)
+        assert payload["fields"]["conversation"][-1]["content"] == record["turns"][-1]["text"]
+    assert len(records) == 2 * sum(it.suite == "empathy" for it in local_eval.items)
