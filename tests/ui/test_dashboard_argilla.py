@@ -25,7 +25,8 @@ def test_send_a_selection_of_disagreements_to_argilla(example_store, argilla_ser
     at = at.selectbox(key="dis_task").set_value("strategy").run()
     units = at.dataframe[-1].value["unit"].tolist()[:3]
     at = at.multiselect(key="dis_units_llm_gold_strategy").set_value(units).run()
-    at = at.text_input(key="dis_dataset").set_value("dashboard-selection").run()
+    sid = store.resolve("labeled")
+    at = at.text_input(key=f"dis_dataset_strategy_{sid[:8]}").set_value("dashboard-selection").run()
     at = at.button(key="dis_send").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.success[0].value.startswith("Sent 3 units to dataset 'dashboard-selection'")
