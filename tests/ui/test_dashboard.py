@@ -293,6 +293,9 @@ def test_review_page_saves_corrections_as_a_new_snapshot(writable_store):
     assert first["value"] == queue[0].gold[0] and first["agent"] == "tester"
     assert first["attrs"]["status"] == "submitted" and first["attrs"]["action"] == "correct"
     assert human[(queue[1].record_id, queue[1].turn)]["value"] == queue[1].machine[0]
+    # a fresh session: the label pages open on the reviewed child, the newest of labeled's review lineage
+    fresh = run(page("disagreements"))
+    assert fresh.selectbox(key="snapshot_picker").value == new
 
 
 def test_review_page_needs_a_name_to_save(writable_store):

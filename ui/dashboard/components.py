@@ -29,10 +29,13 @@ def snapshot_label(node: Mapping[str, Any]) -> str:
     return f"{refs + ' · ' if refs else ''}{node['id'][:12]} · {node['step'] or '?'} · {node['rows']:,} rows"
 
 
-def pick_snapshot(url: str, *, label: str = "Snapshot", where: Any = None, prefer: Sequence[str] = ()) -> str:
+def pick_snapshot(
+    url: str, *, label: str = "Snapshot", where: Any = None, prefer: Sequence[str] = (), follow_reviews: bool = False
+) -> str:
     """A snapshot chosen in the sidebar, remembered across pages (``st.session_state["snapshot"]``).
 
     ``prefer``: ref names to default to, in order, when nothing was chosen yet (else ``latest``, else the newest).
+    ``follow_reviews``: default to the newest review of the preferred snapshot instead (pages about labels).
     """
     where = where or st.sidebar
     nodes = list(reversed(data.lineage(url)["nodes"]))  # newest first
@@ -48,12 +51,37 @@ def pick_snapshot(url: str, *, label: str = "Snapshot", where: Any = None, prefe
         for name in (*prefer, "latest"):
             sid = next((n["id"] for n in nodes if name in n["refs"]), None)
             if sid:
-                chosen = sid
+                chosen = newest_reviewed_descendant(data.lineage(url), sid) if follow_reviews else sid
                 break
         chosen = chosen or ids[0]
     sid = where.selectbox(label, ids, index=ids.index(chosen), format_func=labels.get, key="snapshot_picker")
     st.session_state["snapshot"] = sid
     return sid
+
+
+REVIEW_STEPS = ("review",)  # review pull and the Review page's saved answers
+
+
+def newest_reviewed_descendant(lineage: Mapping[str, Any], sid: str) -> str:
+    """The newest snapshot made from ``sid`` by review steps only (``sid`` itself when none is).
+
+    After a review pull (or reviews saved on the Review page) the labeled snapshot has a child with the human
+    answers: the pages that work on labels open on it, not on the older parent.
+    """
+    nodes = {n["id"]: n for n in lineage["nodes"]}
+    order = {n["id"]: i for i, n in enumerate(lineage["nodes"])}  # oldest first
+    children: dict[str, list[str]] = defaultdict(list)
+    for a, b in lineage["edges"]:
+        children[a].append(b)
+    best, frontier = sid, [sid]
+    while frontier:
+        current = frontier.pop()
+        for child in children.get(current, []):
+            if nodes.get(child, {}).get("step") in REVIEW_STEPS:
+                frontier.append(child)
+                if order[child] > order[best]:
+                    best = child
+    return best
 
 
 def lineage_dot(lineage: Mapping[str, Any], *, selected: str | None = None) -> str:

@@ -14,7 +14,7 @@ from ui.dashboard import data
 COMPARISONS = {"llm_gold": "LLM vs gold", "human_llm": "human vs LLM", "human_human": "human vs human"}
 
 url = ui.store_or_stop()
-sid = ui.pick_snapshot(url, prefer=("labeled", "reviewed"))
+sid = ui.pick_snapshot(url, prefer=("labeled", "reviewed"), follow_reviews=True)
 m = data.manifest(url, sid)
 
 st.header("Disagreements")

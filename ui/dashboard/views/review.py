@@ -17,7 +17,7 @@ FILTER_TITLES = {
 }
 
 url = ui.store_or_stop()
-sid = ui.pick_snapshot(url, prefer=("labeled",))
+sid = ui.pick_snapshot(url, prefer=("labeled",), follow_reviews=True)
 m = data.manifest(url, sid)
 reviewer = st.sidebar.text_input(
     "Reviewer (your name)", value=st.session_state.get("reviewer", ""), key="reviewer_input"
