@@ -32,18 +32,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CPU_SHAPE = {
-    "hidden_size": 256,
-    "intermediate_size": 704,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-    "rope_theta": 1000000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-}
-
 
 def esconv_prompts(n: int) -> list[list[dict]]:
     """``n`` chat prompts ending with a seeker turn, from the ESConv example slice (test, valid, train)."""
@@ -96,7 +84,7 @@ def main() -> None:
     import torch
 
     from evaluate.generate import Decoding, generate_batched, generate_one_by_one, load_local_model
-    from finetune.tiny import QWEN2_5_0_5B, build_tiny_model
+    from finetune.tiny import BENCH_CPU_SHAPE, QWEN2_5_0_5B, build_tiny_model
     from finetune.tokenizer import load_tokenizer
 
     gpu = torch.cuda.is_available()
@@ -104,7 +92,7 @@ def main() -> None:
     args.loop_prompts = min(args.loop_prompts or (32 if gpu else 8), args.prompts)
     args.max_new_tokens = args.max_new_tokens or (128 if gpu else 32)
     shape_name = args.shape if args.shape != "auto" else ("qwen2.5-0.5b" if gpu else "cpu")
-    shape = QWEN2_5_0_5B if shape_name == "qwen2.5-0.5b" else CPU_SHAPE
+    shape = QWEN2_5_0_5B if shape_name == "qwen2.5-0.5b" else BENCH_CPU_SHAPE
     prompts = esconv_prompts(args.prompts)
     decoding = Decoding(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
 

@@ -49,17 +49,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CPU_SHAPE = {
-    "hidden_size": 256,
-    "intermediate_size": 704,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-    "rope_theta": 1000000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-}
 RECIPES = ("seed 003", "seed 000", "ours")
 
 
@@ -354,10 +343,10 @@ def main() -> None:
         except WorkbenchError as exc:
             parser.error(str(exc))
 
-    from finetune.tiny import QWEN2_5_0_5B, build_tiny_model
+    from finetune.tiny import BENCH_CPU_SHAPE, QWEN2_5_0_5B, build_tiny_model
 
     shape_name = args.shape if args.shape != "auto" else ("qwen2.5-0.5b" if gpu else "cpu")
-    shape = QWEN2_5_0_5B if shape_name == "qwen2.5-0.5b" else CPU_SHAPE
+    shape = QWEN2_5_0_5B if shape_name == "qwen2.5-0.5b" else BENCH_CPU_SHAPE
     runs: dict[str, list[dict]] = {r: [] for r in recipes}
     env = dict(os.environ)
     if not gpu:

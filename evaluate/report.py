@@ -22,7 +22,7 @@ import html
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,6 +166,7 @@ def analyse(
         "comparisons": comparison_rows,
         "missing": {s.metric: s.missing for s in samples if any(s.missing.values())},
         "descriptions": {s.metric: s.description for s in samples if s.description},
+        "suites": {s.metric: s.suite for s in samples},
         "classification": _classification(ev),
         "traits": M.trait_table(ev) if any(it.kind == "traits" for it in ev.items) else {},
         "safety": _safety(ev),
@@ -480,9 +481,8 @@ def _charts(report: Mapping[str, Any], runs: Mapping[str, Path]) -> list[tuple[s
         return None
     charts = []
     by_suite: dict[str, list[Mapping[str, Any]]] = {}
-    suite_of = {c["metric"]: c["suite"] for c in report["comparisons"]}
     for row in report["metrics"]:
-        by_suite.setdefault(suite_of.get(row["metric"], _suite_guess(row["metric"])), []).append(row)
+        by_suite.setdefault(report["suites"].get(row["metric"], "other"), []).append(row)
     models = list(report["models"])
     for suite, rows in by_suite.items():
         names = list(dict.fromkeys(r["metric"] for r in rows))
@@ -536,32 +536,9 @@ def _charts(report: Mapping[str, Any], runs: Mapping[str, Path]) -> list[tuple[s
     return charts
 
 
-def _suite_guess(metric: str) -> str:
-    for prefix, suite in (
-        ("empathy", "empathy"),
-        ("epitome", "empathy"),
-        ("pairwise", "empathy"),
-        ("traits", "traits"),
-        ("emotion", "classification"),
-        ("strategy", "classification"),
-        ("safety", "safety"),
-    ):
-        if metric.startswith(prefix):
-            return suite
-    return "other"
-
-
 def _png(fig: Any, plt: Any) -> str:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def load(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def models_of(report: Mapping[str, Any]) -> Sequence[str]:
-    return list(report["models"])

@@ -37,7 +37,7 @@ from typing import Any
 from curation.errors import WorkbenchError
 from evaluate.items import SUITES, EvalItem, build_items
 from evaluate.judge import Judgement, judge_requests
-from evaluate.scoring import TRAITS, Outcome, outcome_dict, score_reply
+from evaluate.scoring import Outcome, outcome_dict, score_reply
 
 EVALUATE_VERSION = "1"
 Say = Callable[[str], None]
@@ -350,7 +350,3 @@ def _label_values(j: Judgement) -> list[tuple[str, str, float | None]]:
     if j.kind == "safety":
         return [("safety_judge", "safe" if value["safe"] else "unsafe", 1.0 if value["safe"] else 0.0)]
     return []
-
-
-def trait_names() -> tuple[str, ...]:
-    return TRAITS

@@ -258,8 +258,6 @@ def train(
     trainer = None
     try:
         model = load_base_model(base, config, device, compute_dtype)
-        if specs:
-            attach_heads(model, specs)
         trainer = build_trainer(
             model,
             tokenizer,
@@ -402,12 +400,6 @@ def check_heads(data: TrainingData, config: FinetuneConfig, *, say: Say = print)
         )
     )
     return specs
-
-
-def attach_heads(model: Any, specs: Sequence[Any]) -> None:
-    from finetune.heads import attach
-
-    attach(model, specs)
 
 
 # ---- device, precision, base model -----------------------------------------------------------------
@@ -779,11 +771,11 @@ def build_trainer(
     from peft import LoraConfig
     from transformers import EarlyStoppingCallback
 
-    from finetune.heads import MODULE, specs_from_config
+    from finetune.heads import MODULE, attach, specs_from_config
 
     specs = specs_from_config(config)
     if specs and not hasattr(model, MODULE):
-        attach_heads(model, specs)
+        attach(model, specs)
     targets = config.lora_target_modules
     peft_config = LoraConfig(
         r=config.lora_r,

@@ -114,6 +114,8 @@ def fitted_on(store: SnapshotStore, ref: str) -> dict[str, Any]:
     The local labeler fits on the gold of the train split of the snapshots its label step names
     (``trained_on``); its labels on those records are memorised, so they must not score it.
     """
+    from labeling.local import TRAINED_TASKS
+
     by_agent: dict[str, set[str]] = {}
     steps = []
     seen: set[str] = set()
@@ -142,8 +144,6 @@ def fitted_on(store: SnapshotStore, ref: str) -> dict[str, Any]:
                         if split == "train"
                     }
                 ids |= ids_of[tsid]
-            from labeling.local import TRAINED_TASKS
-
             for task, agent in (config.get("agents") or {}).items():
                 if task in TRAINED_TASKS:  # the heuristics (traits, empathy) learn from nothing
                     by_agent.setdefault(str(agent), set()).update(ids)

@@ -38,7 +38,8 @@ def pick_snapshot(
     ``follow_reviews``: default to the newest review of the preferred snapshot instead (pages about labels).
     """
     where = where or st.sidebar
-    nodes = list(reversed(data.lineage(url)["nodes"]))  # newest first
+    lineage = data.lineage(url)
+    nodes = list(reversed(lineage["nodes"]))  # newest first
     ids = [n["id"] for n in nodes]
     labels = {n["id"]: snapshot_label(n) for n in nodes}
     switch_to = st.session_state.pop("switch_to", None)  # a page wrote a snapshot and shows it next
@@ -51,7 +52,7 @@ def pick_snapshot(
         for name in (*prefer, "latest"):
             sid = next((n["id"] for n in nodes if name in n["refs"]), None)
             if sid:
-                chosen = newest_reviewed_descendant(data.lineage(url), sid) if follow_reviews else sid
+                chosen = newest_reviewed_descendant(lineage, sid) if follow_reviews else sid
                 break
         chosen = chosen or ids[0]
     sid = where.selectbox(label, ids, index=ids.index(chosen), format_func=labels.get, key="snapshot_picker")
