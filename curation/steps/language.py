@@ -44,6 +44,151 @@ _PLACEHOLDER = re.compile(r"\[[A-Z_]{2,}\]")
 NO_LANGUAGE = "zxx"
 
 
+#: English names of py3langid's languages, for messages a user reads ("Nigerian Pidgin", not "pcm").
+LANGUAGE_NAMES: dict[str, str] = {
+    "ace": "Acehnese",
+    "af": "Afrikaans",
+    "am": "Amharic",
+    "an": "Aragonese",
+    "ar": "Arabic",
+    "ary": "Moroccan Arabic",
+    "arz": "Egyptian Arabic",
+    "as": "Assamese",
+    "az": "Azerbaijani",
+    "ba": "Bashkir",
+    "bcl": "Central Bikol",
+    "be": "Belarusian",
+    "bg": "Bulgarian",
+    "bn": "Bengali",
+    "br": "Breton",
+    "bs": "Bosnian",
+    "ca": "Catalan",
+    "crh": "Crimean Tatar",
+    "cs": "Czech",
+    "cy": "Welsh",
+    "da": "Danish",
+    "de": "German",
+    "dz": "Dzongkha",
+    "el": "Greek",
+    "en": "English",
+    "eo": "Esperanto",
+    "es": "Spanish",
+    "et": "Estonian",
+    "eu": "Basque",
+    "ext": "Extremaduran",
+    "fa": "Persian",
+    "fi": "Finnish",
+    "fo": "Faroese",
+    "fr": "French",
+    "fuv": "Nigerian Fulfulde",
+    "fy": "Western Frisian",
+    "ga": "Irish",
+    "gcf": "Guadeloupean Creole",
+    "gcr": "Guianese Creole",
+    "gd": "Scottish Gaelic",
+    "gl": "Galician",
+    "gom": "Goan Konkani",
+    "grc": "Ancient Greek",
+    "gu": "Gujarati",
+    "gug": "Paraguayan Guarani",
+    "guw": "Gun",
+    "ha": "Hausa",
+    "hbo": "Ancient Hebrew",
+    "he": "Hebrew",
+    "hi": "Hindi",
+    "hr": "Croatian",
+    "ht": "Haitian Creole",
+    "hu": "Hungarian",
+    "hy": "Armenian",
+    "id": "Indonesian",
+    "ig": "Igbo",
+    "is": "Icelandic",
+    "it": "Italian",
+    "ja": "Japanese",
+    "jv": "Javanese",
+    "ka": "Georgian",
+    "kab": "Kabyle",
+    "kik": "Kikuyu",
+    "kk": "Kazakh",
+    "km": "Khmer",
+    "kn": "Kannada",
+    "ko": "Korean",
+    "ku": "Kurdish",
+    "ky": "Kyrgyz",
+    "la": "Latin",
+    "lb": "Luxembourgish",
+    "lg": "Ganda",
+    "lij": "Ligurian",
+    "ln": "Lingala",
+    "lo": "Lao",
+    "lt": "Lithuanian",
+    "ltg": "Latgalian",
+    "lv": "Latvian",
+    "mg": "Malagasy",
+    "mk": "Macedonian",
+    "ml": "Malayalam",
+    "mn": "Mongolian",
+    "mr": "Marathi",
+    "ms": "Malay",
+    "mt": "Maltese",
+    "my": "Burmese",
+    "ne": "Nepali",
+    "nl": "Dutch",
+    "nn": "Norwegian Nynorsk",
+    "no": "Norwegian",
+    "nso": "Northern Sotho",
+    "oc": "Occitan",
+    "om": "Oromo",
+    "or": "Odia",
+    "pa": "Punjabi",
+    "pcm": "Nigerian Pidgin",
+    "pl": "Polish",
+    "ps": "Pashto",
+    "pt": "Portuguese",
+    "qu": "Quechua",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "rw": "Kinyarwanda",
+    "sa": "Sanskrit",
+    "sdh": "Southern Kurdish",
+    "se": "Northern Sami",
+    "si": "Sinhala",
+    "sk": "Slovak",
+    "sl": "Slovenian",
+    "sn": "Shona",
+    "so": "Somali",
+    "sq": "Albanian",
+    "sr": "Serbian",
+    "st": "Southern Sotho",
+    "sv": "Swedish",
+    "sw": "Swahili",
+    "ta": "Tamil",
+    "te": "Telugu",
+    "tg": "Tajik",
+    "th": "Thai",
+    "tk": "Turkmen",
+    "tl": "Tagalog",
+    "tr": "Turkish",
+    "tt": "Tatar",
+    "ug": "Uyghur",
+    "uk": "Ukrainian",
+    "ur": "Urdu",
+    "uz": "Uzbek",
+    "uzs": "Southern Uzbek",
+    "vec": "Venetian",
+    "vi": "Vietnamese",
+    "vo": "Volapük",
+    "wa": "Walloon",
+    "wuu": "Wu Chinese",
+    "xh": "Xhosa",
+    "yo": "Yoruba",
+    "yue": "Cantonese",
+    "zh": "Chinese",
+    "zu": "Zulu",
+    "zxx": "no linguistic content",
+}
+
+
 @dataclass(frozen=True)
 class LanguageConfig(StepConfig):
     languages: tuple[str, ...] = option(("en",), "ISO 639-1 codes to keep")
@@ -92,7 +237,20 @@ class Language(RecordStep):
             counters["uncertain_kept"] += 1
             return record
         counters[f"dropped_{lang}"] += 1
-        return Dropped(record, "wrong_language", f"detected {lang} (p={prob:.2f}); keeping {', '.join(cfg.languages)}")
+        return Dropped(record, "wrong_language", wrong_language_detail(lang, prob, cfg.languages))
+
+
+def language_name(code: str) -> str:
+    """``"Nigerian Pidgin (pcm)"``: the English name and the code, or the code alone if unknown."""
+    name = LANGUAGE_NAMES.get(code)
+    return f"{name} ({code})" if name else code
+
+
+def wrong_language_detail(lang: str, prob: float, keep: tuple[str, ...] | list[str]) -> str:
+    """Why a record was dropped, in words: ``reads as German (de), 97 % sure; only English (en) is kept``."""
+    kept = " and ".join(language_name(c) for c in keep)
+    verb = "is" if len(keep) == 1 else "are"
+    return f"reads as {language_name(lang)}, {prob:.0%} sure; only {kept} {verb} kept"
 
 
 def detect(text: str) -> tuple[str, float]:

@@ -11,7 +11,7 @@ import copy
 import pytest
 
 from curation.steps.base import ConfigError
-from curation.steps.language import Language, LanguageConfig
+from curation.steps.language import LANGUAGE_NAMES, Language, LanguageConfig, wrong_language_detail
 
 NON_ENGLISH = {
     "de": [
@@ -50,7 +50,8 @@ def test_non_english_is_dropped_with_the_detected_language(by_id, lang, text):
     record["turns"][0]["text"] = text
     _, (d,), counters = run(Language(), [record])
     assert d.reason == "wrong_language"
-    assert d.detail.startswith(f"detected {lang} (p=")
+    assert d.detail.startswith(f"reads as {LANGUAGE_NAMES[lang]} ({lang}), ")
+    assert d.detail.endswith("% sure; only English (en) is kept")
     assert counters[f"dropped_{lang}"] == 1
 
 
@@ -60,7 +61,7 @@ def test_dialogue_in_another_language_is_dropped(by_id):
     for i, t in enumerate(record["turns"]):
         t["text"] = spanish[i % len(spanish)]
     _, (d,), _ = run(Language(), [record])
-    assert d.detail.startswith("detected es")
+    assert d.detail.startswith("reads as Spanish (es), ")
 
 
 def test_keeping_other_languages_and_short_texts(by_id):
@@ -92,3 +93,13 @@ def test_step_pickles():
 def test_config_errors_name_the_key(options, key):
     with pytest.raises(ConfigError, match=key):
         LanguageConfig.from_dict(options)
+
+
+def test_every_language_the_model_knows_has_a_name():
+    from curation.steps.language import _model_languages
+
+    assert set(_model_languages()) <= set(LANGUAGE_NAMES)
+    assert (
+        wrong_language_detail("pcm", 0.87, ("en",))
+        == "reads as Nigerian Pidgin (pcm), 87% sure; only English (en) is kept"
+    )
