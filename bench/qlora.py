@@ -31,7 +31,7 @@ is packed. ``--set`` changes our recipe's config (``FinetuneConfig`` fields) to 
 
     python bench/qlora.py                      # CPU: ~2 min on 2 cores
     python bench/qlora.py --recipes "seed 003,ours" --set gradient_checkpointing=false --repeat 2
-    python bench/qlora.py --export e1 --store workbench-store
+    python bench/qlora.py --export example-e1 --store workbench-store   # the export `make run` writes
 """
 
 from __future__ import annotations

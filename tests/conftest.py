@@ -30,8 +30,9 @@ def full_data() -> Path:
 
 @pytest.fixture(scope="session")
 def validated_store(tmp_path_factory):
-    """``validated_store(name)`` -> a store URL of its own holding the bundled examples ingested, curated,
-    labeled by the local labeler and validated (``workbench run`` without its export/fine-tune stages).
+    """``validated_store(name)`` -> a store URL of its own holding the bundled examples ingested (the example
+    pipeline's example-* refs), curated (``clean``), labeled by the local labeler (``labeled``) and validated
+    (``validated``): ``workbench run`` without its export/fine-tune stages, under the names of a user's own data.
 
     The pipeline runs once per session (about a minute); each caller gets a copy, so tests that write
     exports or evaluations never see each other's.

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from curation.errors import WorkbenchError
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+def _examples_dir() -> Path:
+    """The bundled examples (configs and data slices).
+
+    An installed wheel carries the checkout's examples/ folder as the package ``ui.examples``
+    (pyproject.toml's package-dir); a checkout, and an editable install of it, reads examples/ itself.
+    """
+    installed = resources.files("ui") / "examples"
+    if isinstance(installed, Path) and installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / "examples"
+
+
+EXAMPLES_DIR = _examples_dir()
 DEFAULT_CONFIG = EXAMPLES_DIR / "pipeline.toml"
 
 _SECTIONS = {"ingest", "curate", "label", "validate", "export", "finetune", "evaluate"}
@@ -145,7 +159,7 @@ def load_config(path: Path | None = None) -> PipelineConfig:
     """Read and validate a pipeline TOML; errors name the file and the bad key."""
     path = Path(path) if path else DEFAULT_CONFIG
     if not path.is_file():
-        hint = " (run from a checkout of the project, or pass --config)" if path == DEFAULT_CONFIG else ""
+        hint = " (the bundled examples are missing: reinstall, or pass --config)" if path == DEFAULT_CONFIG else ""
         raise WorkbenchError(f"{path}: pipeline config not found{hint}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -14,10 +14,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def example_store(tmp_path_factory) -> Path:
-    """dd-raw ... owt-raw -> clean -> labeled -> validated, as `make run` builds it (read-only for tests)."""
+    """example-dd-raw ... example-owt-raw -> example-clean -> example-labeled -> example-validated, as `make run`
+    builds it, and the names a user gives their own snapshots (dd-raw ... clean, labeled, validated) on the same
+    snapshots: the dashboard's pages open on those names. Read-only for tests."""
+    from curation.store import SnapshotStore
+
     store = tmp_path_factory.mktemp("dashboard") / "store"
     env = {**os.environ, "WORKBENCH_STORE": str(store), "NO_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "ui.cli", "run"], capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise AssertionError(f"workbench run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    snapshots = SnapshotStore(str(store))
+    for name in ("dd-raw", "ed-raw", "esconv-raw", "ge-raw", "owt-raw", "clean", "labeled", "validated"):
+        snapshots.set_ref(name, snapshots.resolve(f"example-{name}"))
     return store

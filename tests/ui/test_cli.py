@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The names the README's walk-through gives the user's own snapshots and exports: the example run moves none of them.
+USER_REFS = {"dd-raw", "ed-raw", "esconv-raw", "ge-raw", "owt-raw", "clean", "labeled", "validated", "augmented", "e1"}
 
 
 def wb(*args: str, store: Path, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -49,8 +51,63 @@ def test_run_ingests_all_five_example_sources(ran):
         assert source in proc.stdout
     listed = json.loads(wb("snapshots", "list", "--json", store=store).stdout)
     refs = {r for info in listed for r in info["refs"]}
-    assert {"dd-raw", "ed-raw", "esconv-raw", "ge-raw", "owt-raw", "latest"} <= refs
+    assert {"example-dd-raw", "example-ed-raw", "example-esconv-raw", "example-ge-raw", "example-owt-raw"} <= refs
+    assert "latest" in refs and not refs & USER_REFS  # the example run keeps off the names of the user's data
     assert all(info["rows"] > 0 for info in listed)
+
+
+def test_the_example_pipeline_writes_only_example_refs():
+    from ui.pipeline import load_config
+
+    cfg = load_config(None)
+    stages = [*cfg.ingest, cfg.curate, cfg.label, cfg.validate, cfg.export, cfg.evaluate]
+    written = [stage.tag for stage in stages]
+    assert all(tag and tag.startswith("example-") for tag in written), written
+    assert not set(written) & USER_REFS
+    read = [*cfg.curate.inputs, cfg.label.input, cfg.validate.input, cfg.export.input, cfg.finetune.input]
+    assert set(read) <= set(written)  # it reads only what it wrote: nothing of the user's
+
+
+def test_example_run_leaves_the_users_refs_alone(tmp_path, examples):
+    """A store holding the user's own snapshot under every README name, then the example pipeline's ingest and
+    curate stages (the bundled config cut down; the later stages write example-* refs too, see above)."""
+    import tomllib
+
+    from curation.store import SnapshotStore
+
+    store = tmp_path / "store"
+    mine = tmp_path / "goemotions"
+    shutil.copytree(examples / "goemotions", mine)
+    train = (mine / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (mine / "train.tsv").write_text("".join(train[:50]), encoding="utf-8")  # not the example's data: its own id
+    wb("ingest", "goemotions", str(mine), "--tag", "ge-raw", store=store)
+    users = SnapshotStore(str(store))
+    own = users.resolve("ge-raw")
+    for name in sorted(USER_REFS - {"e1"}):
+        users.set_ref(name, own)
+    before = users.refs()
+
+    bundled = tomllib.loads((examples.parent / "pipeline.toml").read_text(encoding="utf-8"))
+    lines = []
+    for stage in bundled["ingest"]:
+        paths = [str(examples.parent / p) for p in stage["paths"]]
+        lines += ["[[ingest]]", f"source = {json.dumps(stage['source'])}", f"paths = {json.dumps(paths)}"]
+        lines.append(f"tag = {json.dumps(stage['tag'])}")
+    curate = bundled["curate"]
+    lines += ["[curate]", f"inputs = {json.dumps(curate['inputs'])}", f"tag = {json.dumps(curate['tag'])}"]
+    lines.append(f"config = {json.dumps(str(examples.parent / curate['config']))}")
+    cut = tmp_path / "pipeline.toml"
+    cut.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = wb("run", "--config", str(cut), store=store)
+
+    after = users.refs()
+    assert {name: after[name] for name in before if name != "latest"} == {
+        name: sid for name, sid in before.items() if name != "latest"
+    }
+    assert "moved" not in proc.stdout
+    assert {"example-dd-raw", "example-ge-raw", "example-clean"} <= set(after)
+    assert after["latest"] == after["example-clean"]  # latest names the newest snapshot, and says it moved
+    assert f"latest {own[:12]} -> {after['latest'][:12]}" in proc.stdout
 
 
 def test_run_twice_reuses_identical_snapshots(ran):
@@ -63,10 +120,10 @@ def test_run_twice_reuses_identical_snapshots(ran):
 
 def test_show_prints_counts_labels_and_provenance(ran):
     store, _ = ran
-    out = wb("snapshots", "show", "dd-raw", store=store).stdout
+    out = wb("snapshots", "show", "example-dd-raw", store=store).stdout
     assert "dailydialog" in out and "labels: emotion" in out and "labels: act" in out
     assert "sha256:" in out and "step ingest" in out
-    manifest = json.loads(wb("snapshots", "show", "dd-raw", "--json", store=store).stdout)
+    manifest = json.loads(wb("snapshots", "show", "example-dd-raw", "--json", store=store).stdout)
     counts = manifest["counts"]["dailydialog"]
     assert set(counts) == {"train", "validation", "test"}
     assert manifest["steps"][0]["counters"]["kept"] == sum(counts.values())
@@ -75,7 +132,7 @@ def test_show_prints_counts_labels_and_provenance(ran):
 
 def test_diff_between_two_snapshots(ran):
     store, _ = ran
-    out = wb("snapshots", "diff", "dd-raw", "ge-raw", store=store).stdout
+    out = wb("snapshots", "diff", "example-dd-raw", "example-ge-raw", store=store).stdout
     assert "dailydialog/train" in out and "goemotions/train" in out
 
 
@@ -140,10 +197,10 @@ def test_exit_codes_of_commands_reach_the_shell(tmp_path, monkeypatch):
 
 def test_run_ends_with_an_export_of_the_validated_snapshot(ran):
     store, proc = ran
-    assert "export ref e1 ->" in proc.stdout
+    assert "export ref example-e1 ->" in proc.stdout
     [exported] = json.loads(wb("export", "list", "--json", store=store).stdout)
-    validated = json.loads((store / "refs" / "validated.json").read_text())["id"]
-    assert exported["snapshot"] == validated and exported["refs"] == ["e1"]
+    validated = json.loads((store / "refs" / "example-validated.json").read_text())["id"]
+    assert exported["snapshot"] == validated and exported["refs"] == ["example-e1"]
     assert exported["tasks"] == ["response", "emotion", "strategy", "traits"] and exported["rows"] > 1000
 
 
@@ -157,18 +214,19 @@ def test_run_ends_with_a_tiny_fine_tune_and_a_rerun_trains_nothing(ran):
     assert "only demonstrates the fine-tuning path" in proc.stdout
     steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps if "loss" in s] == [1, 2, 3]
-    dd_raw = json.loads((store / "refs" / "dd-raw.json").read_text())["id"]
-    ed_raw = json.loads((store / "refs" / "ed-raw.json").read_text())["id"]
-    wb("snapshots", "tag", "dd-raw", ed_raw, store=store)  # the user points dd-raw elsewhere; run moves it back
+    dd_raw = json.loads((store / "refs" / "example-dd-raw.json").read_text())["id"]
+    ed_raw = json.loads((store / "refs" / "example-ed-raw.json").read_text())["id"]
+    wb("snapshots", "tag", "example-dd-raw", ed_raw, store=store)  # pointed elsewhere; the run moves it back
     again = wb("run", store=store)
     assert f"{run_dir} already holds the finished run on export {exported} (nothing trained)" in again.stdout
-    assert f"moved 1 existing ref(s): dd-raw {ed_raw[:12]} -> {dd_raw[:12]}" in again.stdout
-    log = json.loads(wb("snapshots", "log", "dd-raw", "--json", store=store).stdout)
+    assert f"moved 1 existing ref(s): example-dd-raw {ed_raw[:12]} -> {dd_raw[:12]}" in again.stdout
+    assert "latest " not in again.stdout  # a re-run ends where the first run did
+    log = json.loads(wb("snapshots", "log", "example-dd-raw", "--json", store=store).stdout)
     assert [(e["old"], e["new"]) for e in log][-2:] == [(dd_raw, ed_raw), (ed_raw, dd_raw)]
-    assert "snapshots tag dd-raw" in log[-2]["command"] and " run" in log[-1]["command"]
+    assert "snapshots tag example-dd-raw" in log[-2]["command"] and " run" in log[-1]["command"]
     # the evaluation stage comes back from the cache: nothing generated, the same evaluation snapshot
     assert "replies: 0 generated, 64 from the cache" in again.stdout
-    first = json.loads((store / "refs" / "eval-pipeline.json").read_text())["id"]
+    first = json.loads((store / "refs" / "example-eval.json").read_text())["id"]
     assert f"evaluation snapshot {first}" in again.stdout
 
 
@@ -178,11 +236,11 @@ def test_run_ends_with_an_evaluation_of_base_against_the_adapter(ran):
     assert list(report["models"]) == ["base", "pipeline"]
     assert report["prompts"] == {"empathy": 8, "classification": 8, "traits": 8, "safety": 8}
     assert report["judge"]["kind"] == "model" and "judge: local proxy" in proc.stdout
-    assert report["evaluation_snapshot"] == json.loads((store / "refs" / "eval-pipeline.json").read_text())["id"]
+    assert report["evaluation_snapshot"] == json.loads((store / "refs" / "example-eval.json").read_text())["id"]
     assert {c["verdict"] for c in report["comparisons"]} <= {"improved", "worse", "no detectable change"}
     assert "empathy_rating pipeline vs base:" in proc.stdout
     assert (store.parent / "runs" / "evaluation" / "eval.html").read_text().count("data:image/png") >= 2
-    shown = wb("snapshots", "show", "eval-pipeline", store=store).stdout
+    shown = wb("snapshots", "show", "example-eval", store=store).stdout
     assert "evaluation" in shown
 
 
@@ -213,7 +271,7 @@ def test_a_missing_optional_dependency_names_the_extra(ran):
     code = (
         "import sys\n"
         "sys.modules['transformers'] = None  # import transformers -> ModuleNotFoundError\n"
-        f"sys.argv = ['workbench', '--store', {str(store)!r}, 'export', 'show', 'e1', '--preview', '1']\n"
+        f"sys.argv = ['workbench', '--store', {str(store)!r}, 'export', 'show', 'example-e1', '--preview', '1']\n"
         "from ui.cli import main\n"
         "main()\n"
     )
@@ -328,21 +386,21 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(case, tmp_path, examples
 def test_run_curates_the_examples_and_report_explains_it(ran):
     store, proc = ran
     assert "curate" in proc.stdout and "near_dedup" in proc.stdout
-    manifest = json.loads(wb("snapshots", "show", "clean", "--json", store=store).stdout)
+    manifest = json.loads(wb("snapshots", "show", "example-clean", "--json", store=store).stdout)
     assert len(manifest["parents"]) == 5
     kinds = [s["kind"] for s in manifest["steps"]]
     assert kinds[0] == "curate.normalize" and "curate.leak_free_splits" in kinds and "curate.near_dedup" in kinds
-    out = wb("report", "clean", store=store).stdout
+    out = wb("report", "example-clean", store=store).stdout
     assert "dropped by exact_dedup: exact_duplicate" in out and "exact_dedup.clusters" in out
     assert "label balance" in out
-    rep = json.loads(wb("report", "clean", "--json", store=store).stdout)
+    rep = json.loads(wb("report", "example-clean", "--json", store=store).stdout)
     assert rep["drops"] and rep["balance"]
 
 
 def test_curate_dry_run_writes_nothing(ran):
     store, _ = ran
     before = sorted(p.name for p in (store / "snapshots").iterdir())
-    proc = wb("curate", "dd-raw", "ge-raw", "--dry-run", "--tag", "dry", store=store)
+    proc = wb("curate", "example-dd-raw", "example-ge-raw", "--dry-run", "--tag", "dry", store=store)
     assert "dry run" in proc.stdout and "would write" in proc.stdout
     assert sorted(p.name for p in (store / "snapshots").iterdir()) == before
     listed = json.loads(wb("snapshots", "list", "--json", store=store).stdout)
@@ -354,14 +412,14 @@ def test_curate_bad_config_and_missing_ref_are_one_line_errors(ran, tmp_path):
     before = sorted(p.name for p in (store / "snapshots").iterdir())
     cfg = tmp_path / "c.toml"
     cfg.write_text('[[step]]\nname = "near_dedup"\nthreshold = 1.5\n')
-    proc = wb("curate", "dd-raw", "--config", str(cfg), "--tag", "x", store=store, check=False)
+    proc = wb("curate", "example-dd-raw", "--config", str(cfg), "--tag", "x", store=store, check=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and len(lines) == 1
     assert "c.toml" in lines[0] and "near_dedup" in lines[0] and "threshold" in lines[0]
     cfg.write_text('[[step]]\nname = "min_turns"\nmin_turn = 2\n')
-    proc = wb("curate", "dd-raw", "--config", str(cfg), store=store, check=False)
+    proc = wb("curate", "example-dd-raw", "--config", str(cfg), store=store, check=False)
     assert proc.returncode == 1 and "unknown key 'min_turn'" in proc.stderr
-    proc = wb("curate", "dd-raw", "nope-raw", store=store, check=False)
+    proc = wb("curate", "example-dd-raw", "nope-raw", store=store, check=False)
     assert proc.returncode == 1 and "no snapshot or ref named 'nope-raw'" in proc.stderr
     assert sorted(p.name for p in (store / "snapshots").iterdir()) == before
 
@@ -375,29 +433,29 @@ def test_list_steps_documents_every_step():
 
 def test_run_labels_offline_and_audit_reports(ran):
     store, _ = ran
-    manifest = json.loads(wb("snapshots", "show", "labeled", "--json", store=store).stdout)
+    manifest = json.loads(wb("snapshots", "show", "example-labeled", "--json", store=store).stdout)
     step = manifest["steps"][0]
     assert step["kind"] == "label" and step["config"]["labeler"] == "local"
     assert manifest["label_distribution"]["strategy"]["model"]  # local labeler labels beside gold
-    out = wb("audit", "labeled", "--task", "strategy", "--split", "test", store=store).stdout
+    out = wb("audit", "example-labeled", "--task", "strategy", "--split", "test", store=store).stdout
     assert "accuracy" in out and "macro_f1" in out and "kappa" in out
     assert "computed on: split test" in out and "95 % CI" in out
     assert "confusion: rows gold, columns predicted" in out and "1 Question" in out
-    dry = wb("label", "clean", "--task", "traits", "--model", "gpt-4o-mini", "--dry-run", store=store).stdout
+    dry = wb("label", "example-clean", "--task", "traits", "--model", "gpt-4o-mini", "--dry-run", store=store).stdout
     assert "what it would send (nothing was sent)" in dry and "requests" in dry and "{" not in dry
-    everything = wb("audit", "labeled", "--task", "strategy", store=store).stdout
+    everything = wb("audit", "example-labeled", "--task", "strategy", store=store).stdout
     assert "left out:" in everything and "the labeler was fitted on" in everything
 
 
 def test_label_without_model_asks_for_one(ran):
     store, _ = ran
-    proc = wb("label", "clean", "--task", "emotion", store=store, check=False)
+    proc = wb("label", "example-clean", "--task", "emotion", store=store, check=False)
     assert proc.returncode != 0 and "--model" in proc.stderr
 
 
 def test_review_agreement_on_the_labeled_examples(ran):
     store, _ = ran
-    rep = json.loads(wb("review", "agreement", "labeled", "--task", "strategy", "--json", store=store).stdout)
+    rep = json.loads(wb("review", "agreement", "example-labeled", "--task", "strategy", "--json", store=store).stdout)
     llm_gold = rep["tasks"]["strategy"]["llm_gold"]
     assert llm_gold["units"] > 0 and 0 < llm_gold["alpha"] <= 1
 
@@ -405,6 +463,7 @@ def test_review_agreement_on_the_labeled_examples(ran):
 def test_run_validates_the_labeled_examples(ran):
     store, proc = ran
     assert "validated snapshot" in proc.stdout
-    manifest = json.loads(wb("snapshots", "show", "validated", "--json", store=store).stdout)
+    manifest = json.loads(wb("snapshots", "show", "example-validated", "--json", store=store).stdout)
     assert manifest["status"] == "validated" and manifest["validation"]
-    assert manifest["parents"] == [json.loads(wb("snapshots", "show", "labeled", "--json", store=store).stdout)["id"]]
+    labeled = json.loads(wb("snapshots", "show", "example-labeled", "--json", store=store).stdout)["id"]
+    assert manifest["parents"] == [labeled]

@@ -9,14 +9,18 @@ from typing import Any, Literal
 import typer
 
 from ui import state
+from ui.pipeline import EXAMPLES_DIR
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "curate.toml"
+DEFAULT_CONFIG = EXAMPLES_DIR / "curate.toml"
 
 
 def curate(
     refs: list[str] = typer.Argument(None, help="Input snapshots (ids or refs), e.g. dd-raw ge-raw."),
     config: Path = typer.Option(
-        None, "--config", "-c", help="Curate TOML: an ordered list of step tables (default examples/curate.toml)."
+        None,
+        "--config",
+        "-c",
+        help="Curate TOML: an ordered list of step tables (default: the bundled examples/curate.toml).",
     ),
     tag: str = typer.Option(None, "--tag", "-t", help="Ref to point at the new snapshot (e.g. clean)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what each step would drop; write nothing."),

@@ -12,7 +12,9 @@ from ui.progress import record_progress
 
 
 def run(
-    config: Path = typer.Option(None, "--config", "-c", help="Pipeline TOML (default: examples/pipeline.toml)."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="Pipeline TOML (default: the bundled examples/pipeline.toml)."
+    ),
 ) -> None:
     """Run every stage of a pipeline config, offline on the bundled example data by default."""
     from ui.pipeline import load_config
@@ -28,15 +30,25 @@ def run(
 
 
 def _say_moved_refs(store: Any, before: dict[str, str]) -> None:
-    """Name every ref that pointed somewhere before this run and now points elsewhere (it is logged too)."""
+    """Name every ref that pointed somewhere before this run and now points elsewhere (it is logged too).
+
+    ``latest`` gets a line of its own: every snapshot a run writes moves it (it names the newest snapshot of
+    the store), so its move is news, not a warning; a re-run that ends where it began says nothing.
+    """
     after = store.refs()
     moved = sorted(name for name, sid in before.items() if name != "latest" and after.get(name) not in (sid, None))
+    con = state.console()
     if moved:
-        con = state.console()
         con.print(
             f"[yellow]moved {len(moved)} existing ref(s)[/]: "
             + ", ".join(f"{name} {before[name][:12]} -> {after[name][:12]}" for name in moved)
             + " (workbench snapshots log REF shows every move; snapshots tag REF ID points one back)",
+            soft_wrap=True,
+        )
+    if after.get("latest") not in (before.get("latest"), None) and "latest" in before:
+        con.print(
+            f"latest {before['latest'][:12]} -> {after['latest'][:12]} (the newest snapshot of the store; "
+            "workbench snapshots log latest shows where it pointed)",
             soft_wrap=True,
         )
 
