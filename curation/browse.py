@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curation.errors import WorkbenchError
 from curation.record import LABEL_SOURCES, RECORD_SCHEMA, SPLITS
@@ -179,30 +178,10 @@ def read_rows(
     if wanted.size == 0:
         return []
     sid = store.resolve(ref)
-    shards = store.manifest(sid)["shards"]
-    starts = np.cumsum([0] + [s["rows"] for s in shards])
-    total = int(starts[-1])
+    total = store.manifest(sid)["rows"]
     if wanted.min() < 0 or wanted.max() >= total:
         raise BrowseError(f"row {int(wanted.max())} outside 0..{total - 1} of snapshot {sid}")
-    found: dict[int, dict[str, Any]] = {}
-    for shard_index, path in enumerate(store.shard_paths(sid)):
-        lo, hi = starts[shard_index], starts[shard_index + 1]
-        local = np.unique(wanted[(wanted >= lo) & (wanted < hi)] - lo)
-        if local.size == 0:
-            continue
-        with store.fs.open(path, "rb") as f:
-            pf = pq.ParquetFile(f)
-            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
-            group_starts = np.cumsum([0, *sizes])
-            group_of = np.searchsorted(group_starts, local, side="right") - 1
-            groups = np.unique(group_of)
-            table = pf.read_row_groups(groups.tolist(), columns=cols)
-        # where each selected group begins inside the concatenation of the groups read
-        begins = dict(zip(groups.tolist(), np.cumsum([0, *(sizes[g] for g in groups[:-1])]).tolist(), strict=True))
-        take = [begins[g] + int(r - group_starts[g]) for r, g in zip(local, group_of, strict=True)]
-        for r, row in zip(local, _rows_to_dicts(table.take(take)), strict=True):
-            found[int(r + lo)] = row
-    return [found[int(r)] for r in wanted]
+    return _rows_to_dicts(store.read_positions(sid, wanted, columns=cols))
 
 
 def read_page(

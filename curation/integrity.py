@@ -155,6 +155,9 @@ def file_entries(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
     """``(relative path, descriptor)`` of every file a manifest lists (shards, dropped, artifacts, quarantine)."""
     for shard in manifest.get("shards") or []:
         yield shard["path"], shard
+    layer = manifest.get("layer")
+    if layer:
+        yield layer["labels"]["path"], layer["labels"]
     dropped = manifest.get("dropped")
     if dropped:
         yield dropped["path"], dropped
@@ -184,9 +187,17 @@ def check_manifest(manifest: Any, *, sid: str, path: str) -> None:
     if not isinstance(shards, list) or not all(isinstance(s, dict) and "path" in s and "rows" in s for s in shards):
         raise StoreError(f"{path}: 'shards' must be a list of {{path, rows}}")
     listed = sum(int(s["rows"]) for s in shards)
+    layer = manifest.get("layer")
+    if layer is not None:
+        if not (
+            isinstance(layer, dict) and isinstance(layer.get("base"), str) and isinstance(layer.get("labels"), dict)
+        ):
+            raise StoreError(f"{path}: 'layer' must be {{base, base_rows, labels}}")
+        listed += int(layer["base_rows"])
     if listed != manifest["rows"]:
         raise StoreError(f"{path}: the manifest says {manifest['rows']:,} rows but its shards list {listed:,}")
-    if manifest["status"] == "validated" and not (manifest["steps"] and manifest["steps"][-1]["kind"] == "validate"):
+    last = manifest["steps"][-1]["kind"] if manifest["steps"] else None
+    if manifest["status"] == "validated" and last not in ("validate", "compact"):
         raise StoreError(f"{path}: status 'validated' but the last step is not a validation")
 
 
@@ -270,7 +281,14 @@ def verify_snapshot(store: SnapshotStore, sid: str, *, recompute_id: bool = True
             report.id_recomputed = True
             stored = manifest.get("digests")
             if stored:
-                for part in ("config", "records", "dropped", "quarantine", "artifacts"):
+                for part in (
+                    "config",
+                    "records",
+                    "dropped",
+                    "quarantine",
+                    "artifacts",
+                    *(["layer"] if "layer" in digests else []),
+                ):
                     if stored.get(part) != digests[part]:
                         report.problems.append(f"snapshots/{sid}: the {part} digest recomputed from the data differs")
             if recomputed != sid:
@@ -333,13 +351,33 @@ def recompute_digests(store: SnapshotStore, sid: str, manifest: dict[str, Any]) 
             artifacts[name] = art.hexdigest()
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise StoreError(f"snapshots/{sid}: cannot re-read the data to recompute the id: {exc}") from None
-    return {
+    out = {
         "config": config_digest(manifest["parents"], manifest["steps"]),
         "records": records,
         "dropped": dropped,
         "quarantine": quarantine.hexdigest(),
         "artifacts": artifacts,
     }
+    if manifest.get("layer"):
+        from curation.store import LAYER_SCHEMA
+
+        def rebuild_layer(table: pa.Table) -> pa.Table:
+            return pa.Table.from_pylist(from_batch_layer(table), schema=LAYER_SCHEMA)
+
+        def from_batch_layer(table: pa.Table) -> list[dict[str, Any]]:
+            rows = table.to_pylist()
+            for row in rows:
+                for lab in row["labels"]:
+                    if lab["attrs"] is not None:
+                        lab["attrs"] = dict(lab["attrs"])
+            return rows
+
+        layer_desc = manifest["layer"]["labels"]
+        try:
+            out["layer"] = table_digest([f"{base}/{layer_desc['path']}"] if layer_desc["rows"] else [], rebuild_layer)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise StoreError(f"snapshots/{sid}: cannot re-read the label layer to recompute the id: {exc}") from None
+    return out
 
 
 def quick_problems(store: SnapshotStore, sid: str) -> list[str]:

@@ -389,13 +389,15 @@ def from_batch(batch: pa.RecordBatch | pa.Table) -> list[Record]:
     twice as fast as pyarrow's ``maps_as_pydicts="strict"``.
     """
     rows = batch.to_pylist()
+    names = set(batch.schema.names)
+    context, turns, labels = "context" in names, "turns" in names, "labels" in names  # a column subset is fine
     for row in rows:
-        if row["context"] is not None:
+        if context and row["context"] is not None:
             row["context"] = dict(row["context"])
-        for t in row["turns"]:
+        for t in row["turns"] if turns else ():
             if t["attrs"] is not None:
                 t["attrs"] = dict(t["attrs"])
-        for lab in row["labels"]:
+        for lab in row["labels"] if labels else ():
             if lab["attrs"] is not None:
                 lab["attrs"] = dict(lab["attrs"])
     return rows  # type: ignore[return-value]

@@ -5,6 +5,7 @@ Layout under the store root (a local folder, ``memory://...``, ``s3://...``)::
     snapshots/<id>/manifest.json          written last: a snapshot exists iff its manifest does
     snapshots/<id>/data/part-00000.parquet
     snapshots/<id>/quarantine.jsonl       rejected raw rows with their reasons (if any)
+    snapshots/<id>/layer/labels.parquet   a label layer: (pos, id, labels) rows replacing its base's labels
     refs/<name>.json                      {"id": ..., "updated_at": ...}: tags such as ``latest``
     tmp/<uuid>/                           snapshots being written
 
@@ -13,6 +14,15 @@ modified afterwards. Its id is a hash of its parents, the configuration of the
 step that made it and its data (records and quarantine), so writing the same
 data twice yields the same id, and the second write leaves no second copy.
 Refs are small files replaced atomically (write aside, then rename).
+
+**Label layers.** A step that only changes labels (label, review, a review pull, validate) or appends
+records (augment) writes a *layer*: ``manifest["layer"] = {"base": <parent id>, "base_rows": n,
+"labels": {path, rows, ...}}`` plus its own appended shards. Reading it (:meth:`iter_batches`,
+:meth:`read_positions`) streams the base and replaces the labels of the rows the layer lists (by
+position), then yields the appended records: the same records a full copy would hold, with time and
+disk of the write growing with the rows changed, not with the snapshot. A layer's id is its
+parent's id, its step and the digest of the layer (what changed), so it is content-addressed like a
+full copy; ``compact`` writes a flat copy of a chain for engines that read shards themselves.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation import __version__
@@ -59,6 +70,17 @@ DROPPED_SCHEMA = pa.schema(
     [*RECORD_SCHEMA, pa.field("step", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())],
     metadata=RECORD_SCHEMA.metadata,
 )
+
+#: A label layer's rows: the position of a record in its base (as :meth:`SnapshotStore.iter_batches`
+#: yields them), its id (checked on read) and its complete new list of labels.
+LAYER_SCHEMA = pa.schema(
+    [
+        pa.field("pos", pa.int64(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        RECORD_SCHEMA.field("labels"),
+    ]
+)
+LAYER_PATH = "layer/labels.parquet"
 
 log = logging.getLogger(__name__)
 
@@ -276,13 +298,38 @@ class SnapshotStore:
         """Full paths of a snapshot's Parquet shards, e.g. for ``ray.data.read_parquet``.
 
         With ``check`` (the default) every shard is checked first (:meth:`check_file`), so an engine
-        that reads the paths itself never sees a file that is not what the manifest says.
+        that reads the paths itself never sees a file that is not what the manifest says. A label
+        layer's records are not all in its own shards: for one, this raises and says to compact it
+        (``workbench snapshots compact REF``), or to read it with :meth:`iter_batches`.
         """
         sid = self.resolve(ref)
         m = self._manifest_of(sid)
+        if m.get("layer"):
+            raise StoreError(
+                f"snapshot {sid} is a label layer over {m['layer']['base']} (its records are read merged with "
+                f"its base's); run `workbench snapshots compact {sid}` for a flat copy an engine can read"
+            )
         if check:
             return [self.check_file(sid, s) for s in m["shards"]]
         return [self._path("snapshots", sid, s["path"]) for s in m["shards"]]
+
+    def is_layer(self, ref: str) -> bool:
+        """Whether a snapshot is a label layer (read merged with its base) rather than a flat copy."""
+        return bool(self.manifest(ref).get("layer"))
+
+    def chain(self, ref: str) -> list[str]:
+        """The snapshot and the bases it is layered on, newest first, down to a flat snapshot."""
+        out = [self.resolve(ref)]
+        while layer := self._manifest_of(out[-1]).get("layer"):
+            out.append(layer["base"])
+        return out
+
+    def record_schema(self, ref: str) -> pa.Schema:
+        """The Arrow schema of a snapshot's record files, as written (read from its flat base's first shard)."""
+        sid = self.chain(ref)[-1]
+        shard = self._manifest_of(sid)["shards"][0]
+        with self.fs.open(self.check_file(sid, shard), "rb") as f:
+            return pq.ParquetFile(f).schema_arrow
 
     def iter_batches(
         self, ref: str, *, columns: Sequence[str] | None = None, batch_size: int = 1024
@@ -290,12 +337,130 @@ class SnapshotStore:
         """Stream a snapshot's rows shard by shard; memory stays bounded by ``batch_size``.
 
         Each shard is checked (:meth:`check_file`, and its footer's row count) before its first row
-        is yielded.
+        is yielded. A label layer streams its base with the layer's labels in place, then its own
+        appended records (see the module's docstring).
         """
-        sid = self.resolve(ref)
-        for shard in self._manifest_of(sid)["shards"]:
+        yield from self._iter_merged(self.resolve(ref), columns, batch_size)
+
+    def _iter_merged(self, sid: str, columns: Sequence[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+        m = self._manifest_of(sid)
+        layer = m.get("layer")
+        if layer:
+            base = self._iter_merged(layer["base"], columns, batch_size)
+            label_cols = _label_columns(columns)
+            if layer["labels"]["rows"] and label_cols:
+                base = self._apply_layer(sid, layer, base, label_cols)
+            yield from base
+        for shard in m["shards"]:
             path = self.check_file(sid, shard)
             yield from self._read_parquet(path, shard["rows"], columns=columns, batch_size=batch_size)
+
+    def _layer_batches(self, sid: str, layer: Mapping[str, Any], columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+        desc = layer["labels"]
+        yield from self._read_parquet(self.check_file(sid, desc), desc["rows"], columns=columns, batch_size=8192)
+
+    def _apply_layer(
+        self, sid: str, layer: Mapping[str, Any], batches: Iterator[pa.RecordBatch], label_cols: list[str]
+    ) -> Iterator[pa.RecordBatch]:
+        cursor = _LayerCursor(self._layer_batches(sid, layer, ["pos", "id", *label_cols]))
+        start = 0
+        for batch in batches:
+            n = batch.num_rows
+            pos, ids, labels = cursor.take(start, start + n)
+            if len(pos):
+                batch = _replace_labels(batch, pos - start, ids, labels, where=f"snapshot {sid}'s label layer")
+            start += n
+            yield batch
+        if not cursor.done():
+            raise StoreError(
+                f"snapshot {sid}'s label layer lists rows past the end of its base {layer['base']} ({start:,} rows)"
+            )
+
+    def read_positions(
+        self, ref: str, positions: Sequence[int] | np.ndarray, *, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """The records at ``positions`` (0-based, in :meth:`iter_batches` order), in the order given.
+
+        Reads only the Parquet row groups holding them (and, for a layer, its label rows), so the
+        cost grows with the rows asked for, not with the snapshot.
+        """
+        wanted = np.asarray(positions, dtype=np.int64)
+        sid = self.resolve(ref)
+        total = self._manifest_of(sid)["rows"]
+        if wanted.size and (wanted.min() < 0 or wanted.max() >= total):
+            bad = int(wanted.max()) if wanted.max() >= total else int(wanted.min())
+            raise StoreError(f"row {bad} outside 0..{total - 1} of snapshot {sid}")
+        unique = np.unique(wanted)
+        table = self._read_unique_positions(sid, unique, list(columns) if columns else None)
+        return table.take(pa.array(np.searchsorted(unique, wanted)))
+
+    def _read_unique_positions(self, sid: str, unique: np.ndarray, columns: list[str] | None) -> pa.Table:
+        m = self._manifest_of(sid)
+        layer = m.get("layer")
+        parts = []
+        offset = 0
+        if layer:
+            offset = layer["base_rows"]
+            in_base = unique[unique < offset]
+            base = self._read_unique_positions(layer["base"], in_base, columns)
+            label_cols = _label_columns(columns)
+            if in_base.size and layer["labels"]["rows"] and label_cols:
+                pos, ids, labels = _layer_rows_at(self._layer_batches(sid, layer, ["pos", "id", *label_cols]), in_base)
+                if len(pos):
+                    batch = base.combine_chunks().to_batches()[0]
+                    where = f"snapshot {sid}'s label layer"
+                    base = pa.Table.from_batches(
+                        [_replace_labels(batch, np.searchsorted(in_base, pos), ids, labels, where=where)]
+                    )
+            parts.append(base)
+        own = unique[unique >= offset] - offset
+        starts = np.cumsum([0] + [s["rows"] for s in m["shards"]])
+        for index, shard in enumerate(m["shards"]):
+            lo, hi = starts[index], starts[index + 1]
+            local = own[(own >= lo) & (own < hi)] - lo
+            if local.size == 0:
+                continue
+            path = self.check_file(sid, shard)
+            with self.fs.open(path, "rb") as f:
+                pf = pq.ParquetFile(f)
+                sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+                group_starts = np.cumsum([0, *sizes])
+                group_of = np.searchsorted(group_starts, local, side="right") - 1
+                groups = np.unique(group_of)
+                table = pf.read_row_groups(groups.tolist(), columns=columns)
+            begins = dict(zip(groups.tolist(), np.cumsum([0, *(sizes[g] for g in groups[:-1])]).tolist(), strict=True))
+            take = [begins[g] + int(r - group_starts[g]) for r, g in zip(local, group_of, strict=True)]
+            parts.append(table.take(pa.array(take, type=pa.int64())))
+        if not parts:
+            schema = RECORD_SCHEMA if columns is None else pa.schema([RECORD_SCHEMA.field(c) for c in columns])
+            return schema.empty_table()
+        return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+
+    def locate(self, ref: str, ids: Iterable[str]) -> dict[str, int]:
+        """The position (as :meth:`iter_batches` yields them) of each of ``ids`` found in a snapshot.
+
+        Reads only the ``id`` column: a fraction of the snapshot's bytes, and memory bounded by ``ids``.
+        """
+        wanted = pa.array(sorted(set(ids)), type=pa.string())
+        found: dict[str, int] = {}
+        if len(wanted) == 0:
+            return found
+        start = 0
+        for batch in self.iter_batches(ref, columns=["id"], batch_size=65_536):
+            col = batch.column(0)
+            hits = np.flatnonzero(pc.is_in(col, value_set=wanted).to_numpy(zero_copy_only=False))
+            for i in hits.tolist():
+                found[col[i].as_py()] = start + i
+            start += batch.num_rows
+        return found
+
+    def find_records(self, ref: str, ids: Iterable[str]) -> dict[str, tuple[int, Record]]:
+        """``id -> (position, record)`` for each of ``ids`` in a snapshot (those not found are left out)."""
+        where = self.locate(ref, ids)
+        order = sorted(where.items(), key=lambda kv: kv[1])
+        table = self.read_positions(ref, [pos for _, pos in order])
+        records = from_batch(table)
+        return {rid: (pos, rec) for (rid, pos), rec in zip(order, records, strict=True)}
 
     def _read_parquet(
         self, path: str, rows: int | None, *, columns: Sequence[str] | None, batch_size: int
@@ -420,6 +585,37 @@ class SnapshotStore:
                 raise StoreError(f"{path}, line {n}: not JSON") from None
         return out
 
+    def compact(self, ref: str, *, tag: str | None = None, progress: Any = None) -> str:
+        """One flat copy of a label layer's chain (a new snapshot, child of it); returns its id.
+
+        The copy holds the merged records in their order, keeps the status (a compacted validated
+        snapshot is still validated) and names what it was compacted from; a flat snapshot is
+        returned as it is. Engines that read shard files themselves (Ray Data, Spark) read the copy.
+        """
+        sid = self.resolve(ref)
+        m = self._manifest_of(sid)
+        if not m.get("layer"):
+            return sid
+        from curation import memo
+
+        step = {"kind": "compact", "config": {"of": sid}}
+        key = memo.derivation_key("compact", parents=[sid])
+        known = memo.lookup(self, key)
+        if known is not None:
+            new = known["output"]
+        else:
+            extra = {"status": m["status"], "validation": m.get("validation"), "compacted_from": sid}
+            with self.writer(step=step, parents=[sid]) as writer:
+                for batch in self.iter_batches(sid, batch_size=writer.batch_rows):
+                    writer.add_many(from_batch(batch))
+                    if progress is not None:
+                        progress(writer.rows)
+                new = writer.commit(extra=extra)
+            memo.remember(self, key, "compact", new)
+        if tag:
+            self.set_ref(tag, new)
+        return new
+
     # ------------------------------------------------------------ writing
 
     def writer(
@@ -430,12 +626,17 @@ class SnapshotStore:
         parents: Sequence[str] = (),
         shard_rows: int = 100_000,
         batch_rows: int = 2_000,
+        layer: bool = False,
     ) -> SnapshotWriter:
         """A writer for one new snapshot made by ``steps`` (or one ``step``) from ``parents``.
 
         Each step needs ``kind`` and ``config`` (hashed into the id) and may carry
         anything else (inputs, counters) that is recorded but not hashed; the
         writer's ``steps`` list may be updated (counters) until commit.
+
+        ``layer``: write a label layer over the one parent instead of a full copy: the parent's
+        records are kept without being written; :meth:`SnapshotWriter.set_labels` replaces the
+        labels of some of them and :meth:`SnapshotWriter.add` appends new records.
         """
         all_steps = [dict(step)] if step is not None else [dict(s) for s in steps]
         if not all_steps:
@@ -447,8 +648,9 @@ class SnapshotStore:
         if not self._cleaned:
             self._cleaned = True
             self.clean_stale_tmp()
+        parents = [self.resolve(p) for p in parents] if layer else list(parents)
         return SnapshotWriter(
-            self, steps=all_steps, parents=list(parents), shard_rows=shard_rows, batch_rows=batch_rows
+            self, steps=all_steps, parents=parents, shard_rows=shard_rows, batch_rows=batch_rows, layer=layer
         )
 
     def gc_tmp(self) -> int:
@@ -527,7 +729,10 @@ class SnapshotWriter:
         parents: list[str],
         shard_rows: int,
         batch_rows: int,
+        layer: bool = False,
     ) -> None:
+        if layer and len(parents) != 1:
+            raise StoreError(f"a label layer has exactly one parent, got {len(parents)}")
         self.store = store
         self.steps = steps
         self.parents = parents
@@ -574,6 +779,33 @@ class SnapshotWriter:
         self.snapshot_id: str | None = None
         self.reused = False  # True when identical data was already in the store
         self.manifest: dict[str, Any] | None = None
+        self.layer_base: str | None = parents[0] if layer else None
+        self._base_rows = 0
+        self._layer_buffer: list[dict[str, Any]] = []
+        self._layer_pq: pq.ParquetWriter | None = None
+        self._layer_file: Any = None
+        self._layer_rows = 0
+        self._last_pos = -1
+        if layer:
+            self._start_from_base(store._manifest_of(parents[0]))
+
+    def _start_from_base(self, base: Mapping[str, Any]) -> None:
+        """A layer's counts start from its base's: the manifest describes the merged records."""
+        self._hashes["layer"] = hashlib.sha256()
+        self._base_rows = int(base["rows"])
+        for source, by_split in base["counts"].items():
+            self.counts[source].update(by_split)
+        for source, by_split in (base.get("turns") or {}).items():
+            self.turn_counts[source].update(by_split)
+        for task, by_src in (base.get("label_distribution") or {}).items():
+            for src, by_split in by_src.items():
+                for split, values in by_split.items():
+                    self.label_counts[task][src][split].update(values)
+        for task, by_src in (base.get("label_distribution_by_source") or {}).items():
+            for src, by_source in by_src.items():
+                for source, by_split in by_source.items():
+                    for split, values in by_split.items():
+                        self.label_counts_by_source[task][src][(source, split)].update(values)
 
     def __enter__(self) -> SnapshotWriter:
         return self
@@ -599,6 +831,54 @@ class SnapshotWriter:
     def add_many(self, records: Iterable[Record]) -> None:
         for r in records:
             self.add(r)
+
+    def set_labels(self, pos: int, record: Record, labels: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the labels of the base's record at position ``pos`` (a layer writer only).
+
+        ``record`` is that record as the base holds it (from :meth:`SnapshotStore.find_records` or
+        :meth:`SnapshotStore.iter_records`); ``labels`` its complete new list. Positions must increase.
+        """
+        if self.layer_base is None:
+            raise StoreError("set_labels needs a layer writer: store.writer(..., layer=True)")
+        if not self._last_pos < pos < self._base_rows:
+            raise StoreError(
+                f"label layer position {pos} for record {record['id']!r}: expected {self._last_pos + 1}.."
+                f"{self._base_rows - 1}, increasing"
+            )
+        self._last_pos = pos
+        source, split = record["source"], record["split"]
+        for lab, sign in [*((lab, -1) for lab in record["labels"]), *((lab, 1) for lab in labels)]:
+            self.label_counts[lab["task"]][lab["source"]][split][lab["value"]] += sign
+            self.label_counts_by_source[lab["task"]][lab["source"]][(source, split)][lab["value"]] += sign
+        self._layer_buffer.append({"pos": pos, "id": record["id"], "labels": list(labels)})
+        if len(self._layer_buffer) >= self.batch_rows:
+            self._flush_layer()
+
+    def _flush_layer(self) -> None:
+        if not self._layer_buffer:
+            return
+        table = pa.Table.from_pylist(self._layer_buffer, schema=LAYER_SCHEMA)
+        self._layer_buffer = []
+        for batch in table.to_batches():
+            self._hashes["layer"].update(batch.serialize())
+        if self._layer_pq is None:
+            self.store.fs.makedirs(f"{self.tmp}/layer", exist_ok=True)
+            self._layer_file = HashingFile(self.store.fs.open(f"{self.tmp}/{LAYER_PATH}", "wb"))
+            self._layer_pq = pq.ParquetWriter(self._layer_file, LAYER_SCHEMA, compression="zstd")
+        self._layer_pq.write_table(table, row_group_size=self.batch_rows)
+        self._layer_rows += table.num_rows
+
+    def _close_layer(self) -> dict[str, Any]:
+        """Close the layer file (an empty one if no label changed) and describe it for the manifest."""
+        self._flush_layer()
+        if self._layer_pq is None:
+            self.store.fs.makedirs(f"{self.tmp}/layer", exist_ok=True)
+            self._layer_file = HashingFile(self.store.fs.open(f"{self.tmp}/{LAYER_PATH}", "wb"))
+            self._layer_pq = pq.ParquetWriter(self._layer_file, LAYER_SCHEMA, compression="zstd")
+        self._layer_pq.close()
+        self._layer_file.close()
+        self._layer_pq = None
+        return {"path": LAYER_PATH, "rows": self._layer_rows, **self._layer_file.record()}
 
     def quarantine(self, row: Mapping[str, Any]) -> None:
         """Keep a rejected raw row with its reason beside the snapshot."""
@@ -692,11 +972,16 @@ class SnapshotWriter:
         self._close_shard()
         if self._ids.may_repeat():
             _raise_on_duplicate_ids(self)
+        layer_desc = None
+        if self.layer_base is not None:
+            layer_desc = self._close_layer()
+            if self.rows:
+                self._check_new_ids_against_base()
         self._flush_dropped()
         self._close_dropped()
         if self._quarantine is not None:
             self._quarantine.close()
-        if self.rows == 0 and not self._shards:
+        if self.rows == 0 and not self._shards and self.layer_base is None:
             # An empty snapshot still gets one (empty) shard so readers need no special case.
             f = HashingFile(self.store.fs.open(f"{self.tmp}/data/part-00000.parquet", "wb"))
             try:
@@ -712,6 +997,10 @@ class SnapshotWriter:
             self._discard_as_duplicate(sid)
             return sid
         self.manifest = self._manifest(sid, extra or {}, combined)
+        if layer_desc is not None:
+            self.manifest["layer"] = {"base": self.layer_base, "base_rows": self._base_rows, "labels": layer_desc}
+            self.manifest["rows"] = self._base_rows + self.rows
+            self.manifest["seal"] = seal_of(self.manifest)
         with self.store.fs.open(f"{self.tmp}/manifest.json", "wb") as f:
             f.write(json.dumps(self.manifest, indent=1, ensure_ascii=False).encode())
         self.store.fs.makedirs(self.store._path("snapshots"), exist_ok=True)
@@ -720,6 +1009,17 @@ class SnapshotWriter:
             return sid
         self._closed = True
         return sid
+
+    def _check_new_ids_against_base(self) -> None:
+        """Records a layer appends must not repeat an id of its base (read: the base's id column)."""
+        new = [rid for batch in self.iter_written(columns=["id"]) for rid in batch.column(0).to_pylist()]
+        clash = self.store.locate(self.layer_base, new)  # type: ignore[arg-type]
+        if clash:
+            rid = min(clash)
+            raise InputError(
+                f"duplicate record id {rid!r}: snapshot {self.layer_base} already holds it (row {clash[rid]}); "
+                "ids must be unique within a snapshot"
+            )
 
     def _discard_as_duplicate(self, sid: str) -> None:
         """An identical snapshot is already published (by an earlier run, or a writer that won a race)."""
@@ -771,6 +1071,7 @@ class SnapshotWriter:
         for closer in (
             self._close_shard,
             self._close_dropped,
+            lambda: self._layer_pq and (self._layer_pq.close(), self._layer_file.close()),
             lambda: self._quarantine and self._quarantine.close(),
         ):
             with contextlib.suppress(Exception):
@@ -792,20 +1093,24 @@ class SnapshotWriter:
             "rows": self.rows,
             "counts": {s: dict(sorted(c.items())) for s, c in sorted(self.counts.items())},
             "turns": {s: dict(sorted(c.items())) for s, c in sorted(self.turn_counts.items())},
-            "label_distribution": {
-                task: {
-                    src: {split: dict(c.most_common()) for split, c in sorted(by_split.items())}
-                    for src, by_split in sorted(by_src.items())
+            "label_distribution": _pruned(
+                {
+                    task: {
+                        src: {split: dict((+c).most_common()) for split, c in sorted(by_split.items())}
+                        for src, by_split in sorted(by_src.items())
+                    }
+                    for task, by_src in sorted(self.label_counts.items())
                 }
-                for task, by_src in sorted(self.label_counts.items())
-            },
-            "label_distribution_by_source": {
-                task: {
-                    src: _nest({key: dict(c.most_common()) for key, c in sorted(by_key.items())})
-                    for src, by_key in sorted(by_src.items())
+            ),
+            "label_distribution_by_source": _pruned(
+                {
+                    task: {
+                        src: _nest({key: dict((+c).most_common()) for key, c in sorted(by_key.items())})
+                        for src, by_key in sorted(by_src.items())
+                    }
+                    for task, by_src in sorted(self.label_counts_by_source.items())
                 }
-                for task, by_src in sorted(self.label_counts_by_source.items())
-            },
+            ),
             "shards": self._shards,
             "quarantine": (
                 {"path": "quarantine.jsonl", "rows": self._quarantine_rows, **self._quarantine.record()}
@@ -830,6 +1135,101 @@ class SnapshotWriter:
         }
         manifest["seal"] = seal_of(manifest)
         return manifest
+
+
+def _label_columns(columns: Sequence[str] | None) -> list[str]:
+    """The label columns (``labels`` or nested ``labels.list.element.task``) among ``columns``; all if None."""
+    if columns is None:
+        return ["labels"]
+    return [c for c in columns if c == "labels" or c.startswith("labels.")]
+
+
+class _LayerCursor:
+    """Walks a label layer's rows (sorted by position) alongside its base's batches."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+        self._batches = batches
+        self._pos = np.empty(0, dtype=np.int64)
+        self._ids: pa.Array = pa.array([], pa.string())
+        self._labels: pa.Array | None = None
+        self._at = 0
+        self._exhausted = False
+
+    def _load(self) -> bool:
+        for batch in self._batches:
+            if batch.num_rows:
+                self._pos = batch.column("pos").to_numpy()
+                self._ids = batch.column("id")
+                self._labels = batch.column("labels")
+                self._at = 0
+                return True
+        self._exhausted = True
+        return False
+
+    def take(self, lo: int, hi: int) -> tuple[np.ndarray, pa.Array, pa.Array | None]:
+        """The layer's rows with ``lo <= pos < hi``: positions, ids, labels."""
+        pos_parts, id_parts, label_parts = [], [], []
+        while True:
+            if self._at >= len(self._pos) and (self._exhausted or not self._load()):
+                break
+            rest = self._pos[self._at :]
+            if rest[0] < lo:
+                raise StoreError(f"label layer row at position {int(rest[0])} is out of order")
+            end = self._at + int(np.searchsorted(rest, hi, side="left"))
+            if end > self._at:
+                pos_parts.append(self._pos[self._at : end])
+                id_parts.append(self._ids.slice(self._at, end - self._at))
+                label_parts.append(self._labels.slice(self._at, end - self._at))
+            self._at = end
+            if end < len(self._pos):
+                break
+        if not pos_parts:
+            return np.empty(0, dtype=np.int64), pa.array([], pa.string()), None
+        return np.concatenate(pos_parts), pa.concat_arrays(id_parts), pa.concat_arrays(label_parts)
+
+    def done(self) -> bool:
+        return self._at >= len(self._pos) and (self._exhausted or not self._load())
+
+
+def _layer_rows_at(batches: Iterator[pa.RecordBatch], positions: np.ndarray) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """The layer rows whose position is in ``positions`` (sorted, unique)."""
+    pos_parts, id_parts, label_parts = [], [], []
+    for batch in batches:
+        pos = batch.column("pos").to_numpy()
+        hit = np.flatnonzero(np.isin(pos, positions, assume_unique=True))
+        if hit.size:
+            idx = pa.array(hit)
+            pos_parts.append(pos[hit])
+            id_parts.append(batch.column("id").take(idx))
+            label_parts.append(batch.column("labels").take(idx))
+    if not pos_parts:
+        return np.empty(0, dtype=np.int64), pa.array([], pa.string()), pa.array([], RECORD_SCHEMA.field("labels").type)
+    return np.concatenate(pos_parts), pa.concat_arrays(id_parts), pa.concat_arrays(label_parts)
+
+
+def _replace_labels(
+    batch: pa.RecordBatch, rows: np.ndarray, ids: pa.Array, labels: pa.Array, *, where: str
+) -> pa.RecordBatch:
+    """``batch`` with the labels of ``rows`` (indices into it) replaced by ``labels``; ids must match."""
+    names = batch.schema.names
+    if "id" in names:
+        have = batch.column("id").take(pa.array(rows))
+        if not have.equals(ids):
+            bad = next(i for i in range(len(rows)) if have[i] != ids[i])
+            raise StoreError(
+                f"{where}: row {int(rows[bad])} of a batch holds record {have[bad].as_py()!r}, "
+                f"the layer expected {ids[bad].as_py()!r}; the base was not the one the layer was written on"
+            )
+    i = names.index("labels")
+    col = batch.column(i)
+    if labels.type != col.type:
+        labels = labels.cast(col.type)
+    n = batch.num_rows
+    index = np.arange(n, dtype=np.int64)
+    index[rows] = n + np.arange(len(rows), dtype=np.int64)
+    arrays = list(batch.columns)
+    arrays[i] = pa.concat_arrays([col, labels]).take(pa.array(index))
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
 
 
 class _IdDigests:
@@ -866,6 +1266,18 @@ def _raise_on_duplicate_ids(writer: SnapshotWriter) -> None:
                     line=prov.get("line"),
                 )
             first[rid] = (prov["file"], prov.get("line"))
+
+
+def _pruned(tree: dict[str, Any]) -> dict[str, Any]:
+    """A nested dict of counts without its empty branches (a layer's label counts can fall to zero)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            value = _pruned(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
 
 
 def _nest(flat: Mapping[tuple[str, str], Any]) -> dict[str, dict[str, Any]]:

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from curation import vocabularies
 from curation.errors import WorkbenchError
-from curation.record import RECORD_SCHEMA, SPLITS, from_batch
+from curation.record import RECORD_SCHEMA, SPLITS
 from curation.store import SnapshotStore
 
 #: Every built-in check, in report order.
@@ -272,11 +272,8 @@ def _type_signature(t: pa.DataType) -> str:
 
 
 def _file_schema(store: SnapshotStore, snapshot_id: str) -> pa.Schema:
-    import pyarrow.parquet as pq
 
-    paths = store.shard_paths(snapshot_id)
-    with store.fs.open(paths[0], "rb") as f:
-        return pq.ParquetFile(f).schema_arrow
+    return store.record_schema(snapshot_id)
 
 
 def _flatten(batch: pa.RecordBatch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -600,9 +597,8 @@ def validate(
     )
     if result.success:
         step = {"kind": "validate", "config": config.to_dict()}
-        with store.writer(step=step, parents=[sid]) as writer:
-            for batch in store.iter_batches(sid, batch_size=2048):
-                writer.add_many(from_batch(batch))
+        # A layer that changes nothing: the validated snapshot is its parent's records, with a new status.
+        with store.writer(step=step, parents=[sid], layer=True) as writer:
             result.seconds = time.perf_counter() - start
             result.snapshot_id = writer.commit(extra={"status": "validated", "validation": result.summary()})
             result.reused = writer.reused

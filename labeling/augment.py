@@ -886,9 +886,8 @@ def augment(
         "cost_usd": spent,
         "budget_usd": max_cost,
     }
-    with store.writer(step=step, parents=[parent]) as writer:
-        for record in store.iter_records(parent):
-            writer.add(record)
+    # A layer: the parent's records are kept by reference; only the generated ones are written.
+    with store.writer(step=step, parents=[parent], layer=True) as writer:
         for record in kept:
             writer.add(record)
         sid = writer.commit()

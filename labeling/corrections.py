@@ -254,21 +254,18 @@ def apply_reviews(
         "kind": "review",
         "config": {"via": VIA, "reviewer": name, "tasks": sorted({r.task for r in reviews})},
     }
-    found: set[str] = set()
-    with store.writer(step=step, parents=[parent]) as writer:
-        for record in store.iter_records(parent):
-            todo = planned.get(record["id"])
-            if todo:
-                found.add(record["id"])
-                record = {**record, "labels": _relabel(record, todo, name, created, counters)}
-                counters["records"] += 1
-            writer.add(record)
-        missing = sorted(set(planned) - found)
-        if missing:
-            raise ReviewInputError(
-                f"record {missing[0]!r} is not in snapshot {parent}"
-                + (f" (and {len(missing) - 1} more reviewed records)" if len(missing) > 1 else "")
-            )
+    # A label layer: only the reviewed records are read (by id) and only their labels written.
+    found = store.find_records(parent, planned)
+    missing = sorted(set(planned) - set(found))
+    if missing:
+        raise ReviewInputError(
+            f"record {missing[0]!r} is not in snapshot {parent}"
+            + (f" (and {len(missing) - 1} more reviewed records)" if len(missing) > 1 else "")
+        )
+    with store.writer(step=step, parents=[parent], layer=True) as writer:
+        for pos, record in sorted(found.values(), key=lambda pr: pr[0]):
+            writer.set_labels(pos, record, _relabel(record, planned[record["id"]], name, created, counters))
+            counters["records"] += 1
         writer.steps[0]["counters"] = dict(sorted(counters.items()))
         sid = writer.commit()
     if tag:

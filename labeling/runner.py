@@ -32,6 +32,10 @@ class LabelResult:
     tag: str | None = None
 
 
+#: What a label layer reads of its parent's records: no turns.
+LAYER_READ_COLUMNS = ("id", "source", "split", "labels")
+
+
 def write_labeled(
     store: SnapshotStore,
     parent: str,
@@ -41,13 +45,21 @@ def write_labeled(
     tag: str | None,
     artifacts: dict[str, Any] | None = None,
 ) -> tuple[str, bool]:
-    """Stream the parent's records into a new snapshot with ``new_labels`` appended by record id."""
-    with store.writer(step=step, parents=[parent]) as writer:
-        for record in store.iter_records(parent):
-            extra = new_labels.get(record["id"])
-            if extra:
-                record = {**record, "labels": [*record["labels"], *extra]}
-            writer.add(record)
+    """A label layer over ``parent`` with ``new_labels`` appended by record id (see :mod:`curation.store`).
+
+    The parent is streamed with only the columns a layer needs (id, source, split, labels): its turns
+    are neither read nor copied, and the new snapshot stores just the labelled records' labels.
+    """
+    with store.writer(step=step, parents=[parent], layer=True) as writer:
+        pos = 0
+        for batch in store.iter_batches(parent, columns=LAYER_READ_COLUMNS, batch_size=4096):
+            ids = batch.column("id").to_pylist()
+            hits = [i for i, rid in enumerate(ids) if rid in new_labels]
+            if hits:
+                rows = from_batch(batch.take(hits))
+                for i, record in zip(hits, rows, strict=True):
+                    writer.set_labels(pos + i, record, [*record["labels"], *new_labels[record["id"]]])
+            pos += batch.num_rows
         for name, table in (artifacts or {}).items():
             writer.attach(f"label.{name}", table)
         sid = writer.commit()

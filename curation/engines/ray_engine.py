@@ -228,7 +228,9 @@ def _quiet_ray_data() -> Iterator[None]:
 
 
 def _shards(store: SnapshotStore, parents: Sequence[str]) -> tuple[list[str], Any]:
-    paths = [p for sid in parents for p in store.shard_paths(sid)]
+    # Ray reads shard files itself: a label layer is compacted first (a flat copy, written once,
+    # content-addressed, so a second run finds it), and the engine reads the copy's shards.
+    paths = [p for sid in parents for p in store.shard_paths(store.compact(sid))]
     protocols = store.fs.protocol if isinstance(store.fs.protocol, tuple) else (store.fs.protocol,)
     if "file" in protocols or "local" in protocols:
         return paths, None

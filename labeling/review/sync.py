@@ -84,7 +84,19 @@ _AGENT_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-
 
 
 class ReviewError(WorkbenchError):
-    """The Argilla server could not be reached, refused, or failed; the message names it and what failed."""
+    """The Argilla server could not be reached, refused, or failed; the message names it and what failed.
+
+    ``cli_hint`` is the end of the message that names a command-line option (``; pass --from REF``);
+    ``reason`` is the message without it, for the dashboard, whose pages say what to do there instead.
+    """
+
+    def __init__(self, message: str, *, cli_hint: str = "") -> None:
+        super().__init__(message + cli_hint)
+        self.reason = message
+
+
+class UnknownParentError(ReviewError):
+    """A pull cannot tell which snapshot of this store its dataset was pushed from: the caller names the parent."""
 
 
 # ------------------------------------------------------------------ credentials
@@ -134,10 +146,13 @@ def resolve_credentials(
         if url is None or url.rstrip("/") == saved_url:
             return Credentials(saved_url, key or str(saved["api_key"]), f"credentials file {path}")
     if url and not key:
-        raise ReviewError(f"no API key for the Argilla server at {url}: set ARGILLA_API_KEY or pass --api-key")
+        raise ReviewError(
+            f"no API key for the Argilla server at {url}: set ARGILLA_API_KEY", cli_hint=" or pass --api-key"
+        )
     raise ReviewError(
-        "no Argilla server configured: run `workbench review serve`, or set ARGILLA_API_URL and "
-        f"ARGILLA_API_KEY (or pass --api-url / --api-key); no credentials file at {path}"
+        f"no Argilla server configured (no credentials file at {path}): run `workbench review serve`, "
+        "or set ARGILLA_API_URL and ARGILLA_API_KEY",
+        cli_hint=" (or pass --api-url / --api-key)",
     )
 
 
@@ -576,8 +591,8 @@ def _find_dataset(server: ArgillaConnection, name: str, workspace_id: Any = None
     found = [m for m in models if m.name == name and (workspace_id is None or m.workspace_id == workspace_id)]
     if len(found) > 1:
         raise ReviewError(
-            f"Argilla at {server.url}: {len(found)} datasets are named {name!r} (in different workspaces); "
-            "pass --workspace"
+            f"Argilla at {server.url}: {len(found)} datasets are named {name!r} (in different workspaces)",
+            cli_hint="; pass --workspace",
         )
     return found[0] if found else None
 
@@ -1007,12 +1022,14 @@ def pull(
         pushed = sorted({str((r.get("metadata") or {}).get("snapshot")) for r in records} - {"None"})
         if len(pushed) != 1:
             found = ", ".join(pushed) if pushed else "none"
-            raise ReviewError(f"dataset {name!r} does not name one pushed snapshot (found: {found}); pass --from REF")
+            raise UnknownParentError(
+                f"dataset {name!r} does not name one pushed snapshot (found: {found})", cli_hint="; pass --from REF"
+            )
         parent_id = pushed[0]
         if not store.exists(parent_id):
-            raise ReviewError(
-                f"dataset {name!r} was pushed from snapshot {parent_id}, which is not in store {store.url}; "
-                "pass --from REF"
+            raise UnknownParentError(
+                f"dataset {name!r} was pushed from snapshot {parent_id}, which is not in store {store.url}",
+                cli_hint="; pass --from REF",
             )
     else:
         parent_id = store.resolve(parent)
@@ -1032,16 +1049,16 @@ def pull(
             "api_url": server.url,
         },
     }
-    with store.writer(step=step, parents=[parent_id]) as writer:
-        for record in store.iter_records(parent_id):
-            new = pulled.labels.get(record["id"])
-            if new:
-                seen.add(record["id"])
-                n_turns = len(record["turns"])
-                fits = [lab for lab in new if lab.get("turn") is None or 0 <= lab["turn"] < n_turns]
-                counters["labels_outside_turns"] += len(new) - len(fits)
-                record = {**record, "labels": merge_pulled_labels(record["labels"], fits)}
-            writer.add(record)
+    # A label layer: only the answered records are read (by id) and only their labels written.
+    found = store.find_records(parent_id, pulled.labels)
+    with store.writer(step=step, parents=[parent_id], layer=True) as writer:
+        for pos, record in sorted(found.values(), key=lambda pr: pr[0]):
+            new = pulled.labels[record["id"]]
+            seen.add(record["id"])
+            n_turns = len(record["turns"])
+            fits = [lab for lab in new if lab.get("turn") is None or 0 <= lab["turn"] < n_turns]
+            counters["labels_outside_turns"] += len(new) - len(fits)
+            writer.set_labels(pos, record, merge_pulled_labels(record["labels"], fits))
         counters["unmatched_records"] = len(set(pulled.labels) - seen)
         rows = sorted(pulled.rows, key=lambda r: (r["argilla_record_id"], r["user_id"]))
         schema = pa.schema([(n, getattr(pa, t)()) for n, t in _RESPONSE_COLUMNS])

@@ -120,6 +120,30 @@ def tag(
     state.console().print(f"{name} -> {sid}")
 
 
+@app.command("compact")
+def compact(
+    ref: str = typer.Argument(..., help="Snapshot (a label layer) to copy flat"),
+    tag: str = typer.Option(None, "--tag", help="Name the flat copy."),
+) -> None:
+    """Write one flat copy of a label layer and the chain under it (for engines that read shard files)."""
+    from ui.progress import record_progress
+
+    store = state.store()
+    sid = store.resolve(ref)
+    if not store.is_layer(sid):
+        state.console().print(f"{sid} is already flat (its records are all in its own shards): nothing to do")
+        return
+    chain = store.chain(sid)
+    with record_progress(f"compact {sid}") as progress:
+        new = store.compact(sid, tag=tag, progress=lambda rows: progress(rows, 0))
+    m = store.manifest(new)
+    size = sum(int(s.get("bytes", 0)) for s in m["shards"])
+    state.console().print(
+        f"{sid} (a layer over {len(chain) - 1} snapshot(s)) -> flat copy {new}: {m['rows']:,} records, {size:,} B"
+        + (f", tagged {tag}" if tag else "")
+    )
+
+
 def _print_manifest(m: dict[str, Any], *, refs: list[str], top: int) -> None:
     from rich.table import Table
 
@@ -132,6 +156,15 @@ def _print_manifest(m: dict[str, Any], *, refs: list[str], top: int) -> None:
         f" ({(m['code_version'].get('git') or 'no git')[:12]})"
     )
     con.print(f"parents: {', '.join(m['parents']) or '-'}")
+    if m.get("layer"):
+        lay = m["layer"]
+        con.print(
+            f"label layer over {lay['base']}: {lay['labels']['rows']:,} record(s) relabelled, "
+            f"{m['rows'] - lay['base_rows']:,} appended; read merged with its base "
+            f"(`workbench snapshots compact {m['id']}` writes a flat copy)"
+        )
+    elif m.get("compacted_from"):
+        con.print(f"flat copy of the label layer {m['compacted_from']}")
     counts = Table(title="records (turns) per source and split", title_justify="left")
     splits = ("train", "validation", "test")
     counts.add_column("source")
