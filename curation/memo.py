@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib.util import find_spec
@@ -57,8 +57,8 @@ def _path(store: SnapshotStore, key: str) -> str:
     return store._path(DERIVATIONS, f"{key}.json")
 
 
-def lookup(store: SnapshotStore, key: str) -> dict[str, Any] | None:
-    """The entry for ``key`` if its output snapshot is still in the store; None otherwise."""
+def lookup(store: SnapshotStore, key: str, *, exists: Callable[[str], bool] | None = None) -> dict[str, Any] | None:
+    """The entry for ``key`` if its output is still there (a snapshot; ``exists`` checks other kinds)."""
     try:
         with store.fs.open(_path(store, key), "rb") as f:
             entry = json.loads(f.read())
@@ -67,7 +67,7 @@ def lookup(store: SnapshotStore, key: str) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or entry.get("key") != key or not isinstance(entry.get("output"), str):
         return None
     outputs = entry["output"].split(",")
-    if not all(store.exists(sid) for sid in outputs):
+    if not all((exists or store.exists)(sid) for sid in outputs):
         return None
     return entry
 

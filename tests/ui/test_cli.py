@@ -224,10 +224,48 @@ def test_run_ends_with_a_tiny_fine_tune_and_a_rerun_trains_nothing(ran):
     log = json.loads(wb("snapshots", "log", "example-dd-raw", "--json", store=store).stdout)
     assert [(e["old"], e["new"]) for e in log][-2:] == [(dd_raw, ed_raw), (ed_raw, dd_raw)]
     assert "snapshots tag example-dd-raw" in log[-2]["command"] and " run" in log[-1]["command"]
-    # the evaluation stage comes back from the cache: nothing generated, the same evaluation snapshot
-    assert "replies: 0 generated, 64 from the cache" in again.stdout
+    # every stage comes back from the stage cache: nothing recomputed, the same snapshots and evaluation
     first = json.loads((store / "refs" / "example-eval.json").read_text())["id"]
-    assert f"evaluation snapshot {first}" in again.stdout
+    assert f"evaluate: unchanged -> {first} (memoised" in again.stdout
+    assert "10 stage(s) unchanged since an earlier run, 0 computed" in again.stdout
+    # --force recomputes; the evaluation's replies then come back from the completion cache
+    forced = wb("run", "--force", store=store)
+    assert "unchanged" not in forced.stdout.replace("identical data already stored", "")
+    assert "replies: 0 generated, 64 from the cache" in forced.stdout
+    assert f"evaluation snapshot {first}" in forced.stdout
+
+
+def test_a_stage_reruns_when_its_inputs_config_or_upstream_change(tmp_path, examples):
+    """The stage cache answers a repeat at once, and recomputes exactly what a change reaches."""
+    store = tmp_path / "store"
+    curate_toml = tmp_path / "curate.toml"
+    curate_toml.write_text('[[step]]\nname = "exact_dedup"\n', encoding="utf-8")
+    data = tmp_path / "ge"
+    shutil.copytree(examples / "goemotions", data)
+    cfg = tmp_path / "pipeline.toml"
+    cfg.write_text(
+        f'[[ingest]]\nsource = "goemotions"\npaths = ["{data}"]\ntag = "ge"\n'
+        f'[curate]\ninputs = ["ge"]\nconfig = "{curate_toml}"\ntag = "clean"\n'
+        '[label]\ninput = "clean"\ntasks = ["emotion"]\ntag = "labeled"\n',
+        encoding="utf-8",
+    )
+    first = wb("run", "--config", str(cfg), store=store)
+    assert "unchanged" not in first.stdout
+    again = wb("run", "--config", str(cfg), store=store)
+    for what in ("ingest goemotions", "curate", "label (local)"):
+        assert f"{what}: unchanged -> " in again.stdout
+    assert "3 stage(s) unchanged since an earlier run, 0 computed" in again.stdout
+    # a different curate config: ingest is still answered from the cache, curate and label run again
+    curate_toml.write_text('[[step]]\nname = "exact_dedup"\n[[step]]\nname = "min_turns"\nmin_turns = 1\n')
+    changed = wb("run", "--config", str(cfg), store=store)
+    assert "ingest goemotions: unchanged" in changed.stdout
+    assert "curate: unchanged" not in changed.stdout and "label (local): unchanged" not in changed.stdout
+    assert "1 stage(s) unchanged since an earlier run, 2 computed" in changed.stdout
+    # changed input data: everything downstream recomputes
+    tsv = data / "train.tsv"
+    tsv.write_text("".join(tsv.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]), encoding="utf-8")
+    edited = wb("run", "--config", str(cfg), store=store)
+    assert "unchanged" not in edited.stdout.replace("identical data already stored", "")
 
 
 def test_run_ends_with_an_evaluation_of_base_against_the_adapter(ran):
