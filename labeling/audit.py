@@ -292,7 +292,9 @@ def audit(
         "excluded": len(excluded),
     }
     if len(agents) > 1 and agent is None:
-        report["warning"] = f"{len(agents)} agents labeled these items; pass agent= to audit one"
+        report["warning"] = (
+            f"{len(agents)} labelers labeled these items and are scored together; choose one to audit it alone"
+        )
     if not keys:
         report["metrics"] = None
         return report
@@ -338,7 +340,7 @@ def _intervals(
         labels = vocabularies.load(task).labels
         gold = [pairs[k][0][0] for k in keys]
         pred = [pairs[k][1][0] for k in keys]
-        for name in ("accuracy", "macro_f1"):
+        for name in ("accuracy", "macro_f1", "kappa"):
             est = bootstrap_statistic(
                 lambda i, name=name: single_label_metrics([gold[j] for j in i], [pred[j] for j in i], labels)[name],
                 index,
@@ -351,11 +353,12 @@ def _intervals(
         labels = vocabularies.load(task).labels
         gold_sets = [set(pairs[k][0]) for k in keys]
         preds = [set(pairs[k][1]) for k in keys]
-        for name in ("micro_f1", "macro_f1", "exact_match"):
+        top1 = [pairs[k][1][0] for k in keys]
+        for name in ("micro_f1", "macro_f1", "exact_match", "top1_in_gold"):
             est = bootstrap_statistic(
-                lambda i, name=name: multi_label_metrics([gold_sets[j] for j in i], [preds[j] for j in i], labels)[
-                    name
-                ],
+                lambda i, name=name: multi_label_metrics(
+                    [gold_sets[j] for j in i], [preds[j] for j in i], labels, top1=[top1[j] for j in i]
+                )[name],
                 index,
                 clusters=clusters,
                 resamples=resamples,
@@ -363,11 +366,23 @@ def _intervals(
             )
             out[name] = est.to_dict()
     else:
-        errors = np.array([abs(float(pairs[k][0][0]) - float(pairs[k][1][0])) for k in keys])
+        gold_scores = np.array([float(pairs[k][0][0]) for k in keys])
+        pred_scores = np.array([float(pairs[k][1][0]) for k in keys])
+        errors = np.abs(gold_scores - pred_scores)
         est = bootstrap_statistic(
             lambda i: float(errors[i].mean()), index, clusters=clusters, resamples=resamples, seed=seed
         )
         out["mae"] = est.to_dict()
+        scale = _scale(task)
+        for name in ("rmse", "pearson", "spearman", "kappa_quadratic"):
+            est = bootstrap_statistic(
+                lambda i, name=name: score_metrics(gold_scores[i], pred_scores[i], scale=scale)[name],
+                index,
+                clusters=clusters,
+                resamples=resamples,
+                seed=seed,
+            )
+            out[name] = est.to_dict()
     return out
 
 
