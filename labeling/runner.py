@@ -94,18 +94,6 @@ def label_local(
     labeler = LocalLabeler()
     labeler.fit(train_records(), [t.name for t in tasks])
     counters: Counter[str] = Counter()
-    new_labels: dict[str, list[Label]] = {}
-    for batch in store.iter_batches(parent, batch_size=1000):
-        records = from_batch(batch)
-        for rid, labels in labeler.label_many(records).items():
-            if labels:
-                new_labels[rid] = labels
-                counters["records_labeled"] += 1
-                for lab in labels:
-                    counters[f"labels.{lab['task']}"] += 1
-        counters["records"] += len(records)
-        if progress:
-            progress(dict(counters))
     step = {
         "kind": "label",
         "config": {
@@ -114,9 +102,30 @@ def label_local(
             "agents": labeler.agents(),
             "trained_on": train_refs,
         },
-        "counters": dict(sorted(counters.items())),
     }
-    sid, reused = write_labeled(store, parent, new_labels, step=step, tag=tag)
+    # Predict batch by batch straight into a label layer: memory holds one batch, not every new label.
+    with store.writer(step=step, parents=[parent], layer=True) as writer:
+        pos = 0
+        for batch in store.iter_batches(parent, batch_size=1000):
+            records = from_batch(batch)
+            predicted = labeler.label_many(records)
+            for i, record in enumerate(records):
+                labels = predicted.get(record["id"])
+                if labels:
+                    writer.set_labels(pos + i, record, [*record["labels"], *labels])
+                    counters["records_labeled"] += 1
+                    for lab in labels:
+                        counters[f"labels.{lab['task']}"] += 1
+            pos += len(records)
+            counters["records"] += len(records)
+            if progress:
+                progress(dict(counters))
+        writer.steps[0]["counters"] = dict(sorted(counters.items()))
+        sid = writer.commit()
+        reused = writer.reused
+    if tag:
+        store.set_ref(tag, sid)
+    store.set_ref("latest", sid)
     return LabelResult(sid, parent, counters, reused=reused, tag=tag)
 
 
