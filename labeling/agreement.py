@@ -27,6 +27,12 @@ are not pairable and drop out, which is how missing values are handled. Each
 comparison lists the units that disagree most (mean disagreement over pairs of
 coders, worst first) with every coder's value, for the dashboard.
 
+Every alpha carries a 95 % bootstrap interval (``alpha_ci``: records resampled with replacement,
+the turns of one conversation together, 1,000 times, percentile interval; the same resamples for
+every pair of a task, so a comparison's mean of pair alphas gets its interval too). It is computed
+from each unit's share of the coincidence matrix, so a resample costs a weighted sum, not a recount.
+``split`` keeps only the records of one split.
+
 Only answers count: a label whose ``attrs`` carry a ``status`` other than
 ``submitted`` (a draft or a discarded record pulled from Argilla) is skipped.
 
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, Literal
@@ -145,6 +152,7 @@ def agreement(
     task: str | Sequence[str] | None = None,
     top: int = 20,
     exclude: Mapping[str, Set[str]] | None = None,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Human-human, human-LLM and LLM-gold agreement per task, from the records' labels.
 
@@ -164,6 +172,8 @@ def agreement(
     n_records = 0
     excluded = 0
     for record in records:
+        if split is not None and record.get("split") != split:
+            continue
         n_records += 1
         for lab in record["labels"]:
             name = lab["task"]
@@ -174,7 +184,10 @@ def agreement(
                     kinds[name] = task_kind(name)
                 except WorkbenchError:
                     continue  # a label task with no agreement level (no vocabulary, no scale)
-            if (lab.get("attrs") or {}).get("status", "submitted") != "submitted":
+            attrs = lab.get("attrs") or {}
+            if not isinstance(attrs, dict):
+                attrs = dict(attrs)  # a map column read as Arrow pairs (curation.browse.iter_label_records)
+            if attrs.get("status", "submitted") != "submitted":
                 continue  # a review draft or discard (see labeling.review.sync) is not an answer
             if exclude and lab["source"] in MACHINE_SOURCES and record["id"] in exclude.get(lab["agent"], ()):
                 excluded += 1
@@ -182,7 +195,7 @@ def agreement(
             coder = f"{lab['source']}:{lab['agent']}"
             raw[name][(record["id"], lab.get("turn"))][coder].append((lab["value"], lab.get("score")))
     tasks = {name: _task_report(name, kinds[name], raw.get(name, {}), top=top) for name in (wanted or sorted(raw))}
-    return {"records": n_records, "tasks": tasks, "excluded_labels": excluded}
+    return {"records": n_records, "split": split, "tasks": tasks, "excluded_labels": excluded}
 
 
 def _task_report(
@@ -282,6 +295,22 @@ def _round_onto(scores: Sequence[float], low: int, high: int) -> list[str]:
     return [str(int(v)) for v in np.clip(np.floor(np.asarray(scores, dtype=np.float64) + 0.5), low, high)]
 
 
+def _interval(boot: np.ndarray, confidence: float = 0.95) -> dict[str, Any] | None:
+    """The percentile interval of bootstrap alphas (None when too few resamples are defined)."""
+    finite = boot[np.isfinite(boot)]
+    if finite.size < max(10, boot.size // 2):
+        return None
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(finite, [tail, 100.0 - tail])
+    return {
+        "low": float(low),
+        "high": float(high),
+        "confidence": confidence,
+        "resamples": int(boot.size),
+        "over": "records",
+    }
+
+
 class _Context:
     """The ratings of one task, and the arithmetic that turns coders' values into alpha, kappa and worst units."""
 
@@ -356,6 +385,84 @@ class _Context:
             return float("nan")
         return float(1.0 - (n - 1.0) * (o * delta).sum() / expected)
 
+    def _alpha_parts(self, coders: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each pairable unit's share of alpha: its observed disagreement (sum of o_ck * d_ck) and its values'
+        counts (the margins it adds), the distance matrix, and the unit's record (its resampling cluster).
+
+        ``alpha = 1 - (n - 1) * sum_u D_u / (n_c d n_c)`` with ``n_c = sum_u M_u``: a weighted sum over units
+        gives the alpha of any resample of them.
+        """
+        records: list[str] = []
+        d_rows: list[float] = []
+        m_rows: list[np.ndarray] = []
+        if self.kind == "multi_label":
+            index = {lab: i for i, lab in enumerate(self.labels)}
+            delta = 1.0 - np.eye(2)
+            for (rid, _turn), by_coder in self.ratings.items():
+                given = [by_coder[c] for c in coders if c in by_coder]
+                m = len(given)
+                if m < 2:
+                    continue
+                k = np.zeros(len(self.labels))
+                for chosen in given:
+                    for lab in chosen:
+                        if lab in index:
+                            k[index[lab]] += 1
+                records.append(rid)
+                d_rows.append(float((2.0 * k * (m - k)).sum() / (m - 1)))
+                m_rows.append(np.array([float((m - k).sum()), float(k.sum())]))
+            return np.asarray(d_rows), np.asarray(m_rows).reshape(-1, 2), delta, np.asarray(records, dtype=object)
+        units = []
+        for (rid, _turn), by_coder in self.ratings.items():
+            given = _present(by_coder[c] for c in coders if c in by_coder)
+            if len(given) >= 2:
+                units.append(given)
+                records.append(rid)
+        values = sorted({v for vs in units for v in vs})
+        index = {v: i for i, v in enumerate(values)}
+        delta = _delta(values, self.level) if values else np.zeros((0, 0))
+        counts = np.zeros((len(units), len(values)))
+        for row, vs in enumerate(units):
+            for v in vs:
+                counts[row, index[v]] += 1
+        if not units:
+            return np.zeros(0), counts, delta, np.asarray(records, dtype=object)
+        weight = 1.0 / (counts.sum(axis=1) - 1.0)
+        # sum over ordered pairs i != j of d(v_i, v_j), per unit: counts d counts^T minus the diagonal (d_cc = 0)
+        d = np.einsum("uc,ck,uk->u", counts, delta, counts) * weight
+        return d, counts, delta, np.asarray(records, dtype=object)
+
+    def alpha_intervals(
+        self, groups: Sequence[Sequence[str]], *, resamples: int = 1000, seed: int = 0
+    ) -> list[np.ndarray]:
+        """Bootstrap alphas of each group of coders, on the same resamples of records (rows: resamples)."""
+        records = sorted({rid for rid, _ in self.ratings})
+        code = {rid: i for i, rid in enumerate(records)}
+        k = len(records)
+        parts = []
+        for coders in groups:
+            d, m, delta, recs = self._alpha_parts(coders)
+            codes = np.fromiter((code[r] for r in recs), dtype=np.int64, count=len(recs))
+            d_k = np.bincount(codes, weights=d, minlength=k)
+            m_k = np.zeros((k, m.shape[1]))
+            np.add.at(m_k, codes, m)
+            parts.append((d_k, m_k, delta))
+        rng = np.random.default_rng(seed)
+        out = [np.empty(resamples) for _ in groups]
+        for start in range(0, resamples, 100):
+            r = min(100, resamples - start)
+            w = rng.multinomial(k, np.full(k, 1.0 / k), size=r).astype(np.float64) if k else np.zeros((r, 0))
+            for g, (d_k, m_k, delta) in enumerate(parts):
+                observed = w @ d_k
+                n_c = w @ m_k
+                n = n_c.sum(axis=1)
+                expected = np.einsum("rc,ck,rk->r", n_c, delta, n_c)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    alpha = 1.0 - (n - 1.0) * observed / expected
+                alpha[(n < 2) | (expected == 0)] = np.nan
+                out[g][start : start + r] = alpha
+        return out
+
     def pair(self, a: str, b: str) -> dict[str, Any]:
         both = [(r[a], r[b]) for r in self.ratings.values() if a in r and b in r]
         out: dict[str, Any] = {"a": a, "b": b, "n": len(both), "alpha": self.alpha([a, b])}
@@ -388,12 +495,17 @@ class _Context:
     def within(self, coders: Sequence[str], *, top: int) -> dict[str, Any] | None:
         if len(coders) < 2:
             return None
-        pairs = [self.pair(a, b) for a, b in itertools.combinations(coders, 2)]
+        combos = list(itertools.combinations(coders, 2))
+        pairs = [self.pair(a, b) for a, b in combos]
+        boots = self.alpha_intervals([list(coders), *[[a, b] for a, b in combos]])
+        for p, boot in zip(pairs, boots[1:], strict=True):
+            p["alpha_ci"] = _interval(boot)
         units = self._units(coders, lambda present: len(present) >= 2)
         return {
             "coders": list(coders),
             "units": len(units),
             "alpha": self.alpha(coders),
+            "alpha_ci": _interval(boots[0]),
             "alpha_over": "all coders",
             "pairs": pairs,
             "disagreements": self._worst(units, coders, top=top),
@@ -402,14 +514,23 @@ class _Context:
     def across(self, left: Sequence[str], right: Sequence[str], *, top: int) -> dict[str, Any] | None:
         if not left or not right:
             return None
-        pairs = [self.pair(a, b) for a, b in itertools.product(left, right)]
-        alphas = [p["alpha"] for p in pairs if not math.isnan(p["alpha"])]
+        combos = list(itertools.product(left, right))
+        pairs = [self.pair(a, b) for a, b in combos]
+        boots = self.alpha_intervals([[a, b] for a, b in combos])
+        for p, boot in zip(pairs, boots, strict=True):
+            p["alpha_ci"] = _interval(boot)
+        defined = [i for i, p in enumerate(pairs) if not math.isnan(p["alpha"])]
+        alphas = [pairs[i]["alpha"] for i in defined]
+        with warnings.catch_warnings():  # a resample where no pair is defined: NaN, left out of the interval
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean_boot = np.nanmean(np.vstack([boots[i] for i in defined]), axis=0) if defined else np.full(1, np.nan)
         coders = [*left, *right]
         units = self._units(coders, lambda present: bool(present & set(left)) and bool(present & set(right)))
         return {
             "coders": coders,
             "units": len(units),
             "alpha": float(np.mean(alphas)) if alphas else float("nan"),
+            "alpha_ci": _interval(mean_boot),
             "alpha_over": "mean of pairs",
             "pairs": pairs,
             "disagreements": self._worst(units, coders, top=top, across=(left, right)),

@@ -310,3 +310,46 @@ def test_worst_units_rank_a_confident_contradicted_machine_label_first():
     assert [w["record_id"] for w in worst] == ["esconv:test:2", "esconv:test:4", "esconv:test:1"]
     assert [w["disagreement"] for w in worst] == [1.0, 1.0, 1.0]
     assert [w["machine_confidence"] for w in worst] == [0.93, 0.55, 0.31]
+
+
+def test_every_alpha_carries_a_bootstrap_interval_from_the_same_units(goemotions):
+    """The resampling weights of each unit reproduce the point alpha (weights 1), and the interval covers it."""
+    from labeling.agreement import _confidences, _Context, _resolve
+
+    records = _with_raters(goemotions)
+    report = agreement(records, task=["emotion", "empathy"])
+    for task in ("emotion", "empathy"):
+        hh = report["tasks"][task]["human_human"]
+        for comp in [hh, *hh["pairs"]]:
+            ci = comp["alpha_ci"]
+            assert ci["resamples"] == 1000 and ci["over"] == "records"
+            assert ci["low"] <= comp["alpha"] <= ci["high"]
+        assert hh["alpha_ci"]["low"] < hh["alpha"] < hh["alpha_ci"]["high"]  # 20 records: a wide interval
+    hl = report["tasks"]["emotion"]["human_llm"]
+    assert hl["alpha_ci"]["low"] <= hl["alpha"] <= hl["alpha_ci"]["high"]
+    # the per-unit shares give exactly the alpha the coincidence matrix gives
+    for task, kind in (("emotion", "multi_label"), ("empathy", "score")):
+        raw: dict = {}
+        for rec in records:
+            for lab in rec["labels"]:
+                if lab["task"] == task:
+                    coder = f"{lab['source']}:{lab['agent']}"
+                    raw.setdefault((rec["id"], lab.get("turn")), {}).setdefault(coder, []).append(
+                        (lab["value"], lab.get("score"))
+                    )
+        ratings, _ = _resolve(raw, kind)
+        ctx = _Context(task, kind, ratings, confidence=_confidences(raw))
+        for coders in (["human:r1", "human:r2", "human:r3"], ["human:r1", "human:r2"]):
+            d, m, delta, _ = ctx._alpha_parts(coders)
+            n_c = m.sum(axis=0)
+            alpha = 1 - (n_c.sum() - 1) * d.sum() / (n_c @ delta @ n_c)
+            assert alpha == pytest.approx(ctx.alpha(coders), abs=1e-12)
+
+
+def test_agreement_of_one_split(goemotions):
+    records = _with_raters(goemotions)
+    for i, rec in enumerate(records):
+        rec["split"] = "test" if i < 10 else "train"
+    report = agreement(records, task="emotion", split="test")
+    assert report["records"] == 10 and report["split"] == "test"
+    assert report["tasks"]["emotion"]["human_human"]["units"] == 10

@@ -22,6 +22,9 @@ def agreement(
     include_fitted: bool = typer.Option(
         False, "--include-fitted", help="Keep a labeler's labels on the records it was fitted on (memorised gold)."
     ),
+    split: str = typer.Option(
+        None, "--split", help="Only records of this split (train | validation | test); default: every split."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Krippendorff's alpha and Cohen's kappa per pair of coders, per task, with the units that disagree most.
@@ -32,10 +35,19 @@ def agreement(
 
     store = state.store()
     exclude = None if include_fitted else fitted_on(store, ref)["agents"]
-    report = compute(store.iter_records(ref), task=task or None, top=top, exclude=exclude)
+    from curation import browse
+
+    if split is not None and split not in ("train", "validation", "test"):
+        raise typer.BadParameter(f"expected train, validation or test, got {split!r}", param_hint="--split")
+    records = browse.iter_label_records(store, ref, fields=AGREEMENT_FIELDS)
+    report = compute(records, task=task or None, top=top, exclude=exclude, split=split)
     if as_json:
         print(json.dumps(report, indent=1, default=str))
         return
+    state.console().print(
+        f"computed on: {'split ' + split if split else 'every split'}, {report['records']:,} records; "
+        "95 % CIs: records resampled 1,000 times"
+    )
     _print_report(report)
     if report.get("excluded_labels"):
         state.console().print(
@@ -44,8 +56,16 @@ def agreement(
         )
 
 
+#: The label fields agreement reads (no raw text, no attrs beyond the review status).
+AGREEMENT_FIELDS = ("task", "value", "score", "source", "agent", "turn", "attrs")
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.3f}"
+
+
+def _ci(ci: dict[str, Any] | None) -> str:
+    return "-" if not ci else f"[{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -61,22 +81,24 @@ def _print_report(report: dict[str, Any]) -> None:
             + (f"; {rep['conflicts']:,} units where one coder gave several labels" if rep["conflicts"] else "")
         )
         summary = Table(title=f"{name}: agreement", title_justify="left")
-        for col in ("comparison", "units", "alpha", "over"):
+        for col in ("comparison", "units", "alpha", "95 % CI", "over"):
             summary.add_column(col, justify="left" if col in ("comparison", "over") else "right")
         pairs = Table(title=f"{name}: pairs of coders", title_justify="left")
-        for col in ("comparison", "coder a", "coder b", "n", "alpha", "kappa"):
-            pairs.add_column(col, justify="right" if col in ("n", "alpha", "kappa") else "left")
+        for col in ("comparison", "coder a", "coder b", "n", "alpha", "95 % CI", "kappa"):
+            pairs.add_column(col, justify="right" if col in ("n", "alpha", "95 % CI", "kappa") else "left")
         for key, title in _TITLES.items():
             comp = rep[key]
             if comp is None:
-                summary.add_row(title, "-", "-", "not enough coders")
+                summary.add_row(title, "-", "-", "-", "not enough coders")
                 continue
-            summary.add_row(title, f"{comp['units']:,}", _fmt(comp["alpha"]), comp["alpha_over"])
+            summary.add_row(
+                title, f"{comp['units']:,}", _fmt(comp["alpha"]), _ci(comp.get("alpha_ci")), comp["alpha_over"]
+            )
             for p in comp["pairs"]:
                 kappa = _fmt(p["kappa"])
                 if "kappa_quadratic" in p:
                     kappa += f" (quadratic {_fmt(p['kappa_quadratic'])})"
-                pairs.add_row(title, p["a"], p["b"], f"{p['n']:,}", _fmt(p["alpha"]), kappa)
+                pairs.add_row(title, p["a"], p["b"], f"{p['n']:,}", _fmt(p["alpha"]), _ci(p.get("alpha_ci")), kappa)
         con.print(summary)
         con.print(pairs)
         for key, title in _TITLES.items():
