@@ -7,6 +7,7 @@ through WORKBENCH_STORE, as `workbench dashboard --store` passes it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -22,6 +23,7 @@ from curation.store import SnapshotStore
 from labeling.agreement import agreement
 from labeling.audit import audit
 from labeling.corrections import review_queue
+from ui.dashboard import components as ui
 
 PAGES = Path(__file__).resolve().parents[2] / "ui" / "dashboard" / "views"
 
@@ -60,6 +62,28 @@ def pick(at: AppTest, store: SnapshotStore, ref: str) -> AppTest:
 
 def texts(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown]
+
+
+def _chart_rows(chart: Any) -> list[dict[str, Any]]:
+    """The rows a Vega-Lite chart was given, as sent to the browser (Arrow streams beside the spec)."""
+    proto = chart.proto
+    streams = [proto.data.data] if proto.data.data else []
+    streams += [d.data.data for d in proto.datasets]
+    return [row for data in streams for row in pa.ipc.open_stream(data).read_all().to_pylist()]
+
+
+def _wrapped_columns(table: Any) -> set[str]:
+    """The columns of a page table that wrap long text over several lines (a width and rows taller than one line)."""
+    config = json.loads(table.proto.columns or "{}")
+    if table.proto.row_height <= 35:
+        return set()
+    return {name for name, c in config.items() if c.get("width")}
+
+
+def headings(at: AppTest) -> list[str]:
+    return [h.value for h in (*at.header, *at.subheader)] + [
+        t.split("**")[1] for t in texts(at) if t.startswith("**") and t.count("**") >= 2
+    ]
 
 
 def matched(at: AppTest) -> int:
@@ -190,7 +214,7 @@ def test_disagreements_page_shows_agreement_audit_and_worst_units(store_env):
     assert full["excluded_labels"] > 0
     assert any("left out of every figure on this page" in i.value for i in at.info)
     summary = at.dataframe[0].value
-    row = summary[summary["comparison"] == "LLM vs gold"].iloc[0]
+    row = summary[summary["comparison"] == "machine vs gold"].iloc[0]
     assert row["alpha"] == f"{rep['llm_gold']['alpha']:.3f}" and row["units"] == rep["llm_gold"]["units"]
     assert rep["llm_gold"]["units"] < agreement(records, task="strategy")["tasks"]["strategy"]["llm_gold"]["units"]
     audited = audit(records, "strategy", exclude=fitted)
@@ -199,6 +223,8 @@ def test_disagreements_page_shows_agreement_audit_and_worst_units(store_env):
     assert metrics["kappa"] == f"{audited['metrics']['kappa']:.3f}"
     assert audited["metrics"]["accuracy"] < audit(records, "strategy")["metrics"]["accuracy"]  # memorised: higher
     assert any("fitted ones left out" in c.value and "95 % CI" in c.value for c in at.caption)
+    assert "dis_agent_strategy" not in [w.key for w in at.selectbox]
+    assert not any("agent" in w.value for w in at.warning)  # one machine coder: nothing to choose
     worst = at.dataframe[-1].value
     first = rep["llm_gold"]["disagreements"][0]
     assert worst["unit"].iloc[0] == f"{first['record_id']}#t{first['turn']}"
@@ -208,10 +234,81 @@ def test_disagreements_page_shows_agreement_audit_and_worst_units(store_env):
     options = at.selectbox(key="dis_pair").options
     assert options == [f"{pair['a']} (rows) vs {pair['b']} (columns): {pair['n']:,} units"]
     assert sum(map(sum, pair["confusion"]["matrix"])) == pair["n"]
+    # the heatmaps write every label in full ("Restatement or Paraphrasing", not "Restatement or P…")
+    heatmaps = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    assert len(heatmaps) == 2  # coder pair, and the audit's confusion
+    for spec in heatmaps:
+        (layer, _) = spec["layer"]
+        for axis in ("x", "y"):
+            assert layer["encoding"][axis]["axis"]["labelLimit"] == 0
+    labels_shown = {c["col"] for c in _chart_rows(at.get("vega_lite_chart")[0])}
+    assert "Restatement or Paraphrasing" in labels_shown
+    # the worst units: their text and unit ids wrap over lines instead of being cut
+    assert _wrapped_columns(at.dataframe[-1]) >= {"unit", "text"}
     assert not at.exception
     # narrowing to one source recomputes on that source only
     at = run(at.selectbox(key="dis_source").set_value("esconv"))
     assert at.dataframe[0].value.iloc[0]["units"] == rep["llm_gold"]["units"]  # strategy is ESConv's only
+
+
+def _with_a_second_machine_coder(store: SnapshotStore) -> str:
+    """A child of ``labeled`` where an LLM labeled strategy too (another agent beside the local labeler); its id."""
+    parent = store.resolve("labeled")
+    with store.writer(step={"kind": "label", "config": {"test": "second coder"}}, parents=[parent]) as writer:
+        for record in store.iter_records(parent):
+            extra = [
+                {**lab, "source": "llm", "agent": "gpt-test@strategy-v1", "value": "Question", "score": 0.9}
+                for lab in record["labels"]
+                if lab["task"] == "strategy" and lab["source"] == "model"
+            ]
+            writer.add({**record, "labels": [*record["labels"], *extra]})
+        sid = writer.commit()
+    store.set_ref("two-coders", sid)
+    return sid
+
+
+def test_disagreements_page_audits_one_machine_coder_at_a_time(writable_store):
+    """Two machine coders labeled strategy: the page offers a choice of coder, not a note to pass agent=."""
+    store = writable_store
+    sid = _with_a_second_machine_coder(store)
+    at = pick(run(page("disagreements")), store, "two-coders")
+    at = run(at.selectbox(key="dis_task").set_value("strategy"))
+    chooser = at.selectbox(key="dis_agent_strategy")
+    assert chooser.label == "Machine coder"
+    assert len(chooser.options) == 2 and any("gpt-test@strategy-v1" in o for o in chooser.options)
+    assert not [w.value for w in at.warning if "agent" in w.value]
+    from labeling.runner import fitted_on
+
+    fitted = fitted_on(store, sid)["agents"]
+    for option in chooser.options:
+        at = run(at.selectbox(key="dis_agent_strategy").set_value(option))
+        agent = option.split(":", 1)[1]
+        expected = audit(store.iter_records(sid), "strategy", agent=agent, exclude=fitted)
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["accuracy"] == f"{expected['metrics']['accuracy']:.3f}"
+        assert metrics["pairs"] == f"{expected['n']:,}"
+
+
+def test_pages_speak_to_users_not_developers(store_env):
+    """No page tells the user to pass an argument or an option, and no heading is an internal name."""
+    store = store_env
+    runs = [
+        pick(run(page("snapshots")), store, "labeled"),
+        pick(run(page("distributions")), store, "clean"),
+        run(pick(run(page("disagreements")), store, "labeled").selectbox(key="dis_task").set_value("strategy")),
+        pick(run(page("review")), store, "labeled"),
+        pick(run(page("curation_report")), store, "clean"),
+        run(page("results")),
+    ]
+    for at in runs:
+        shown = [
+            *texts(at),
+            *(c.value for c in at.caption),
+            *(e.value for kind in (at.info, at.warning, at.error, at.success) for e in kind),
+            *(e.label for e in at.expander),
+        ]
+        assert not [t for t in shown if re.search(r"\bpass (--|\w+=)|\bagent=", t)], shown
+        assert not [h for h in headings(at) if re.search(r"[a-z]_[a-z]|[a-z]\.[a-z]", h)], headings(at)
 
 
 def _closed_port() -> int:
@@ -236,6 +333,7 @@ def test_sending_to_argilla_says_clearly_when_no_server_answers(store_env, monke
     at = run(at.button(key="dis_send").click())
     assert at.error and "Could not send to Argilla" in at.error[0].value and url in at.error[0].value
     assert "workbench review serve" in at.error[0].value
+    assert "--" not in at.error[0].value  # the page says what to do from the page, not a command-line option
     assert not at.success
 
 
@@ -248,6 +346,39 @@ def test_sending_to_argilla_with_no_server_configured(store_env, monkeypatch, tm
     at = run(at.selectbox(key="dis_task").set_value("strategy"))
     at = run(at.button(key="dis_send").click())
     assert "no Argilla server configured" in at.error[0].value
+    assert "workbench review serve" in at.error[0].value and "--api-url" not in at.error[0].value
+
+
+def test_review_page_pull_says_where_it_looked_when_no_server_answers(writable_store, monkeypatch, tmp_path):
+    store = writable_store
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("ARGILLA_API_URL", url)
+    monkeypatch.setenv("ARGILLA_API_KEY", "not-a-real-key")
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    before = set(store.snapshot_ids())
+    at = pick(run(page("review")), store, "labeled")
+    sid = store.resolve("labeled")
+    at = run(at.selectbox(key="rev_task").set_value("strategy"))
+    assert at.text_input(key=f"rev_pull_dataset_strategy_{sid[:8]}").value == f"strategy-{sid[:8]}-disagreements"
+    at = run(at.button(key="rev_pull").click())
+    (error,) = at.error
+    assert error.value.startswith("Could not pull the answers of 'strategy-")
+    assert f"No Argilla server answered at {url}" in error.value and "workbench review serve" in error.value
+    assert "--" not in error.value
+    assert set(store.snapshot_ids()) == before and not at.success
+    assert at.selectbox(key="snapshot_picker").value == sid  # still here
+
+
+def test_review_page_pull_with_no_server_configured(writable_store, monkeypatch, tmp_path):
+    for var in ("ARGILLA_API_URL", "ARGILLA_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "home"))
+    at = run(page("review"))
+    assert not at.error  # no server set up yet is no failure: the page says how to start one
+    (note,) = [i.value for i in at.info if "Argilla" in i.value]
+    assert note.startswith("Could not find an Argilla server: no Argilla server configured")
+    assert "`workbench review serve` starts a local Argilla server" in note and "--" not in note
+    assert "rev_pull" not in [b.key for b in at.button]
 
 
 # ------------------------------------------------------------------ Review
@@ -262,7 +393,8 @@ def test_review_page_saves_corrections_as_a_new_snapshot(writable_store):
     at = run(at.selectbox(key="rev_task").set_value("strategy"))
     assert at.radio(key="rev_only").value == "disagreements"
     queue = review_queue(browse.iter_label_records(store, parent), "strategy", only="disagreements")
-    assert f"**{queue[0].key}**" in texts(at)[0] and f"(of {len(queue):,})" in at.number_input(key="rev_pos").label
+    assert any(t.startswith(f"**{queue[0].key}**") for t in texts(at))
+    assert f"(of {len(queue):,})" in at.number_input(key="rev_pos").label
     # unit 1: correct it to the gold label
     answer = at.selectbox(key=f"rev_answer|{parent}|strategy|{queue[0].key}")
     assert answer.value == queue[0].machine[0]  # the suggestion is preselected
@@ -317,14 +449,28 @@ def test_curation_page_shows_drops_and_clusters(store_env):
     at = pick(run(page("curation_report")), store, "clean")
     rep = build_report(store, "clean", examples=5)
     labels = [e.label for e in at.expander]
-    assert labels == [f"{d['step']} · {d['reason']} · {d['count']:,} records" for d in rep["drops"]]
+    assert labels == [
+        f"{ui.step_title(d['step'])} · {d['reason'].replace('_', ' ')} · {d['count']:,} records" for d in rep["drops"]
+    ]
+    assert labels[0].startswith("Exact duplicates · exact duplicate · ")
+    # what was dropped, as a chart: one bar segment per step and reason
+    (chart,) = at.get("vega_lite_chart")
+    bars = _chart_rows(chart)
+    assert sorted((b["step"], b["reason"], b["records"]) for b in bars) == sorted(
+        (ui.step_title(d["step"]), d["reason"].replace("_", " "), d["count"]) for d in rep["drops"]
+    )
+    assert json.loads(chart.proto.spec)["encoding"]["y"]["axis"]["labelLimit"] == 0
     steps = at.dataframe[0].value
-    assert steps["step"].tolist() == [s["name"] for s in rep["steps"]]
+    assert steps["step"].tolist() == [ui.step_title(s["name"]) for s in rep["steps"]]
     assert steps["dropped"].sum() == sum(d["count"] for d in rep["drops"])
+    assert "other counts" in _wrapped_columns(at.dataframe[0])
     exact = next(c for c in rep["clusters"] if c["name"] == "exact_dedup.clusters")
-    assert any(f"**exact_dedup.clusters**: {exact['clusters']:,} clusters" in t for t in texts(at))
+    assert any(f"**Exact duplicates: clusters**: {exact['clusters']:,} clusters" in t for t in texts(at))
     kept = [t for t in texts(at) if t.startswith(":green[kept]")]
     assert len(kept) == len(exact["largest"])
+    # headings in words: no internal name (exact_dedup.clusters, leak_free_splits.leaks) as a heading
+    assert "Split leaks" in headings(at)
+    assert not [h for h in headings(at) if re.search(r"[a-z]_[a-z]|[a-z]\.[a-z]", h)], headings(at)
 
 
 def test_curation_page_on_a_snapshot_curate_did_not_make(store_env):

@@ -17,6 +17,7 @@ import numpy as np
 import streamlit as st
 
 from curation import browse
+from curation.errors import WorkbenchError
 from curation.store import SnapshotStore, default_store_url
 
 #: Pages and filtered row sets kept per session server; old ones are evicted.
@@ -132,12 +133,14 @@ def agreement(url: str, sid: str, task: str, source: str | None = None, top: int
 
 
 @st.cache_data(show_spinner="Auditing against gold...", max_entries=_MAX_ENTRIES)
-def audit(url: str, sid: str, task: str, source: str | None = None) -> dict[str, Any]:
-    """Machine labels against gold, never on the records the labeler was fitted on (counted in ``excluded``)."""
+def audit(url: str, sid: str, task: str, source: str | None = None, agent: str | None = None) -> dict[str, Any]:
+    """One machine coder's labels (``agent``; every machine label when None) against gold, never on the
+    records the labeler was fitted on (counted in ``excluded``)."""
     from labeling.audit import audit as run_audit
     from labeling.runner import fitted_on
 
-    return run_audit(_label_records(url, sid, source), task, exclude=fitted_on(store(url), sid)["agents"])
+    exclude = fitted_on(store(url), sid)["agents"]
+    return run_audit(_label_records(url, sid, source), task, agent=agent, exclude=exclude)
 
 
 @st.cache_data(show_spinner="Listing units...", max_entries=_MAX_ENTRIES)
@@ -155,10 +158,25 @@ def save_reviews(url: str, sid: str, reviews: list[dict[str, Any]], reviewer: st
     return apply_reviews(store(url), sid, items, reviewer=reviewer, tag=tag or None)
 
 
+class ArgillaUnavailable(WorkbenchError):
+    """No Argilla server to talk to: none is configured (``api_url`` None), or none answered at ``api_url``.
+
+    ``from_environment``: the address came from ARGILLA_API_URL (else from the file `workbench review serve`
+    writes), so a page can say how to get a server there.
+    """
+
+    def __init__(self, message: str, *, api_url: str | None = None, from_environment: bool = False) -> None:
+        super().__init__(message)
+        self.api_url = api_url
+        self.from_environment = from_environment
+
+
+class PullNeedsParent(WorkbenchError):
+    """The dataset does not name one snapshot of this store it was pushed from: the page has to name one."""
+
+
 def _review_sync() -> Any:
     """labeling.review.sync, imported when a page first talks to Argilla (the SDK is an optional extra)."""
-    from curation.errors import WorkbenchError
-
     try:
         from labeling.review import sync
     except ImportError as exc:
@@ -173,19 +191,59 @@ def _click_retry(sync: Any) -> Any:
     return sync.Retry(attempts=2, backoff=0.2, max_backoff=1.0)
 
 
+def argilla_credentials() -> Any:
+    """Where the Argilla server is, found as the CLI finds it (:func:`labeling.review.sync.resolve_credentials`:
+    ARGILLA_API_URL / ARGILLA_API_KEY, else the local server's credentials file). No network call.
+    """
+    sync = _review_sync()
+    try:
+        return sync.resolve_credentials()
+    except sync.ReviewError as exc:
+        raise ArgillaUnavailable(exc.reason) from None
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """Whether no server answered (refused, unreachable, timed out), as opposed to one answering with an error."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, httpx.TransportError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _argilla_call(sync: Any, credentials: Any, fn: Any) -> Any:
+    """``fn()``, with the sync module's errors made page errors: no answer -> ArgillaUnavailable (with the URL)."""
+    try:
+        return fn()
+    except ImportError as exc:  # the argilla SDK, imported by the sync functions themselves
+        raise WorkbenchError(f"the Argilla SDK is not installed ({exc}): pip install -e '.[review]'") from None
+    except sync.UnknownParentError as exc:
+        raise PullNeedsParent(exc.reason) from exc
+    except sync.ReviewError as exc:
+        if _no_answer(exc):
+            from_env = credentials.origin.startswith(("ARGILLA_API_URL", "--api-url"))
+            raise ArgillaUnavailable(exc.reason, api_url=credentials.api_url, from_environment=from_env) from exc
+        raise
+
+
 def send_to_review(url: str, sid: str, task: str, units: list[str], dataset: str) -> Any:
     """Push chosen units (``record`` / ``record#t<turn>``) of ``task`` to Argilla (:func:`labeling.review.sync.push`).
 
     Imported here, at click time: the Argilla SDK loads only when a push is asked for.
-    Raises :class:`curation.errors.WorkbenchError` (the sync module's ``ReviewError``)
-    when the server cannot be reached, with the server and what failed.
+    Raises :class:`ArgillaUnavailable` when no server is configured or none answers, and
+    :class:`curation.errors.WorkbenchError` (the sync module's ``ReviewError``) when it fails.
     """
     sync = _review_sync()
-    credentials = sync.resolve_credentials()
-    from curation.errors import WorkbenchError
-
-    try:
-        return sync.push(
+    credentials = argilla_credentials()
+    return _argilla_call(
+        sync,
+        credentials,
+        lambda: sync.push(
             sid,
             store=store(url),
             tasks=[task],
@@ -193,20 +251,46 @@ def send_to_review(url: str, sid: str, task: str, units: list[str], dataset: str
             credentials=credentials,
             units=units,
             retry=_click_retry(sync),
-        )
-    except ImportError as exc:  # the argilla SDK, imported by the push itself
-        raise WorkbenchError(f"the Argilla SDK is not installed ({exc}): pip install -e '.[review]'") from None
+        ),
+    )
+
+
+def pull_answers(
+    url: str, dataset: str, *, parent: str | None = None, tag: str | None = None, progress: Any = None
+) -> Any:
+    """Every answer of Argilla dataset ``dataset`` as human labels in a NEW snapshot, as `workbench review pull`
+    (:func:`labeling.review.sync.pull`): a child of the snapshot the dataset was pushed from, or of ``parent``.
+
+    ``progress(done, total)`` is called as the dataset's records are read. Returns the pull's result (its new
+    snapshot id, counts of answers and labels). Raises :class:`ArgillaUnavailable`, :class:`PullNeedsParent`
+    when the dataset does not say which snapshot of this store it came from, or WorkbenchError.
+    """
+    sync = _review_sync()
+    credentials = argilla_credentials()
+    return _argilla_call(
+        sync,
+        credentials,
+        lambda: sync.pull(
+            dataset,
+            store=store(url),
+            credentials=credentials,
+            parent=parent,
+            tag=tag,
+            retry=_click_retry(sync),
+            progress=progress,
+        ),
+    )
 
 
 def argilla_status() -> list[dict[str, Any]]:
     """Every Argilla dataset with its progress (:func:`labeling.review.sync.review_status`, as `review list`).
 
-    Not cached: annotators answer while the page is open. Raises WorkbenchError with the
-    server and what failed, or how to configure one.
+    Not cached: annotators answer while the page is open. Raises ArgillaUnavailable (where it looked) or
+    WorkbenchError (what failed).
     """
     sync = _review_sync()
-    credentials = sync.resolve_credentials()
-    datasets = sync.review_status(credentials, retry=_click_retry(sync))
+    credentials = argilla_credentials()
+    datasets = _argilla_call(sync, credentials, lambda: sync.review_status(credentials, retry=_click_retry(sync)))
     return [{**d.to_dict(), "api_url": credentials.api_url} for d in datasets]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import streamlit as st
 
 from ui.dashboard import components as ui
@@ -22,39 +23,60 @@ if not any(st_["kind"].startswith("curate.") for st_ in m["steps"]):
     st.stop()
 
 rep = data.report(url, sid)
-st.caption(f"{rep['rows']:,} records kept from {len(rep['parents'])} parent snapshot(s)")
+total_dropped = sum(d["count"] for d in rep["drops"])
+st.caption(f"{rep['rows']:,} records kept, {total_dropped:,} dropped, from {len(rep['parents'])} parent snapshot(s)")
+
+st.subheader("What each step dropped")
+if not rep["drops"]:
+    st.info("No step dropped anything.")
+else:
+    bars = [
+        {"step": ui.step_title(d["step"]), "reason": ui.words(d["reason"]), "records": d["count"]} for d in rep["drops"]
+    ]
+    order = sorted({b["step"] for b in bars}, key=lambda name: -sum(b["records"] for b in bars if b["step"] == name))
+    st.altair_chart(
+        alt.Chart(alt.Data(values=bars))
+        .mark_bar()
+        .encode(
+            x=alt.X("sum(records):Q", title="records dropped", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("step:N", sort=order, title=None, axis=alt.Axis(labelLimit=0)),
+            color=alt.Color("reason:N", title="reason", legend=alt.Legend(labelLimit=0)),
+            tooltip=["step:N", "reason:N", "records:Q"],
+        )
+        .properties(height=alt.Step(28))
+    )
 
 st.subheader("Steps")
 MAIN = ("read", "kept", "dropped")
-st.dataframe(
+ui.table(
     [
         {
-            "step": s["name"],
+            "step": ui.step_title(s["name"]),
             **{k: (s.get("counters") or {}).get(k) for k in MAIN},
-            "other counters": ", ".join(
-                f"{k}={v:,}"
+            "other counts": ", ".join(
+                f"{ui.words(k)} {v:,}"
                 for k, v in (s.get("counters") or {}).items()
                 if k not in MAIN and isinstance(v, int | float) and v
             ),
         }
         for s in rep["steps"]
     ],
-    hide_index=True,
+    wrap={"step": 170, "other counts": 420},
+    lines=2,
 )
 
-st.subheader("Dropped, by step and reason")
-if not rep["drops"]:
-    st.info("No step dropped anything.")
+st.subheader("Dropped records, by step and reason")
 for i, d in enumerate(rep["drops"]):
-    with st.expander(f"{d['step']} · {d['reason']} · {d['count']:,} records", expanded=i == 0):
-        st.dataframe(d["examples"], hide_index=True)
+    title = f"{ui.step_title(d['step'])} · {ui.words(d['reason'])} · {d['count']:,} records"
+    with st.expander(title, expanded=i == 0):
+        ui.table(d["examples"], wrap={"id": 180, "detail": 220, "text": 380}, lines=4)
 
 st.subheader("Duplicate clusters")
 if not rep["clusters"]:
     st.info("No dedup step ran in this curation.")
 for c in rep["clusters"]:
     largest = "; the largest:" if c["largest"] else ""
-    st.markdown(f"**{c['name']}**: {c['clusters']:,} clusters, {c['members']:,} members{largest}")
+    st.markdown(f"**{ui.artifact_title(c['name'])}**: {c['clusters']:,} clusters, {c['members']:,} members{largest}")
     for cluster in c["largest"]:
         members = cluster["members"]
         st.caption(f"cluster {cluster['cluster']} · {len(members)} members")
@@ -70,8 +92,8 @@ for c in rep["clusters"]:
             st.caption(f"… and {len(members) - 4} more members")
 
 for table in rep["tables"]:
-    st.subheader(table["name"])
+    st.subheader(ui.artifact_title(table["name"]))
     if table["rows"]:
-        st.dataframe(table["data"], hide_index=True)
+        ui.table(table["data"])
     else:
-        st.caption("empty")
+        st.caption("none")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import streamlit as st
 
 from curation import browse
@@ -11,7 +10,9 @@ from labeling.audit import task_kind
 from ui.dashboard import components as ui
 from ui.dashboard import data
 
-COMPARISONS = {"llm_gold": "LLM vs gold", "human_llm": "human vs LLM", "human_human": "human vs human"}
+COMPARISONS = ui.COMPARISONS
+CODER_KINDS = {"gold": "gold", "llm": "machine", "model": "machine", "human": "human"}
+METRIC_TITLES = {"macro_f1": "macro-F1", "micro_f1": "micro-F1", "kappa_quadratic": "kappa (quadratic)", "mae": "MAE"}
 
 url = ui.store_or_stop()
 sid = ui.pick_snapshot(url, prefer=("labeled", "reviewed"), follow_reviews=True)
@@ -46,8 +47,8 @@ source = None if source == ui.ANY else source
 rep = data.agreement(url, sid, task, source, int(top))
 coders = rep["coders"]
 st.caption(
-    f"{rep['units']:,} units ({rep['kind']}, {rep['level']} alpha) · coders: "
-    + "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in coders.items())
+    f"{rep['units']:,} units ({ui.words(rep['kind'])}, {rep['level']} alpha) · coders: "
+    + "; ".join(f"{CODER_KINDS.get(k, k)}: {', '.join(v) or 'none'}" for k, v in coders.items())
 )
 if rep.get("aggregated_units"):
     st.caption(
@@ -60,16 +61,12 @@ if rep.get("excluded_labels"):
         "gold, memorised) are left out of every figure on this page: a labeler is never scored on what it learnt from."
     )
 
-summary = []
+summary = ui.agreement_summary(rep)
 pairs = []
 for key, title in COMPARISONS.items():
     comp = rep[key]
     if comp is None:
-        summary.append({"comparison": title, "units": None, "alpha": "-", "over": "not enough coders"})
         continue
-    summary.append(
-        {"comparison": title, "units": comp["units"], "alpha": ui.fmt(comp["alpha"]), "over": comp["alpha_over"]}
-    )
     for p in comp["pairs"]:
         pairs.append(
             {
@@ -84,24 +81,10 @@ for key, title in COMPARISONS.items():
         )
 
 
-def _heatmap(cells: list[dict], order: list[str], rows: str, cols: str) -> None:
-    """Counts as a heatmap: ``cells`` are {"row": value, "col": value, "count": n}; ``rows`` / ``cols`` are titles."""
-    base = alt.Chart(alt.Data(values=cells)).encode(
-        x=alt.X("col:N", sort=order, title=cols), y=alt.Y("row:N", sort=order, title=rows)
-    )
-    st.altair_chart(
-        base.mark_rect().encode(
-            color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")),
-            tooltip=[alt.Tooltip("row:N", title=rows), alt.Tooltip("col:N", title=cols), "count:Q"],
-        )
-        + base.mark_text(fontSize=9).encode(text="count:Q")
-    )
-
-
 st.subheader("Agreement")
-st.dataframe(summary, hide_index=True)
+ui.table(summary)
 if pairs:
-    st.dataframe(pairs, hide_index=True)
+    ui.table(pairs, wrap={"coder a": 230, "coder b": 230}, lines=2)
     by_pair = {(p["a"], p["b"]): p for key in COMPARISONS if rep[key] for p in rep[key]["pairs"]}
     shown = st.selectbox(
         "Confusion between two coders",
@@ -116,18 +99,25 @@ if pairs:
         cells = [{"row": labels[i], "col": labels[j], "count": matrix[i][j]} for i in used for j in used]
         if rep["kind"] == "multi_label":
             st.caption("Label sets: one binary unit per (item, label), chosen or not by each coder.")
-        _heatmap(cells, [labels[i] for i in used], shown[0], shown[1])
+        ui.heatmap(cells, [labels[i] for i in used], rows=shown[0], cols=shown[1])
 
 if coders["gold"] and coders["llm"]:
     st.subheader("Machine labels against gold")
-    audited = data.audit(url, sid, task, source)
+    agent = None
+    if len(coders["llm"]) > 1:  # one coder at a time: two labelers' labels pooled would score neither
+        machine = st.selectbox(
+            "Machine coder",
+            coders["llm"],
+            help=f"{len(coders['llm'])} machine coders labeled {task}: each is scored against gold on its own.",
+            key=f"dis_agent_{task}",
+        )
+        agent = machine.split(":", 1)[1]  # coders are "<label source>:<agent>"
+    audited = data.audit(url, sid, task, source, agent)
     metrics = audited.get("metrics")
-    if audited.get("warning"):
-        st.warning(audited["warning"])
     if metrics:
         single = metrics.get("single_gold") if rep["kind"] == "multi_label" else metrics
         shown_ci = {
-            k: f"95 % CI [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
+            METRIC_TITLES.get(k, ui.words(k)): f"95 % CI [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
             for k, v in (audited.get("ci") or {}).items()
             if v.get("ci_low") is not None
         }
@@ -159,7 +149,7 @@ if coders["gold"] and coders["llm"]:
                 "; items with one gold label, top-1 prediction)" if rep["kind"] == "multi_label" else ")"
             )
             st.markdown(f"**{title}**")
-            _heatmap(cells, [labels[i] for i in used], "gold", "predicted")
+            ui.heatmap(cells, [labels[i] for i in used], rows="gold", cols="predicted")
 
 st.subheader("Units that disagree most")
 available = [k for k in COMPARISONS if rep[k] and rep[k]["disagreements"]]
@@ -180,6 +170,13 @@ def _unit_text(w: dict) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+def _value_text(value: object) -> str:
+    """A coder's value in a cell: label sets joined, a mean of ratings to two decimals."""
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
 def _unit_key(w: dict) -> str:
     return w["record_id"] if w["turn"] is None else f"{w['record_id']}#t{w['turn']}"
 
@@ -195,11 +192,30 @@ table = [
         "disagreement": round(w["disagreement"], 3),
         "machine confidence": round(w.get("machine_confidence", 0.0), 3),
         "text": _unit_text(w),
-        **{c: (", ".join(v) if isinstance(v, list) else v) for c, v in w["values"].items()},
+        **{c: _value_text(v) for c, v in w["values"].items()},
     }
     for w in worst
 ]
-st.dataframe(table, hide_index=True)
+coder_columns = [
+    c for c in (table[0] if table else {}) if c not in ("unit", "disagreement", "machine confidence", "text")
+]
+kind_of = {c: CODER_KINDS.get(c.split(":", 1)[0], "machine") for c in coder_columns}
+titles: dict[str, str] = {}  # short headers that fit; the full coder names are in the caption and the column help
+for c, k in kind_of.items():
+    same = [x for x in coder_columns if kind_of[x] == k]
+    titles[c] = f"human: {c.split(':', 1)[1]}" if k == "human" else f"{k} {same.index(c) + 1}" if len(same) > 1 else k
+st.caption("Coders: " + "; ".join(f"*{titles[c]}* is {c}" for c in coder_columns))
+ui.table(
+    table,
+    wrap={"unit": 160, "text": 300, **dict.fromkeys(coder_columns, 110)},
+    lines=5,
+    max_rows=10,
+    column_config={
+        "disagreement": st.column_config.NumberColumn(width=95),
+        "machine confidence": st.column_config.NumberColumn(width=130),
+        **{c: st.column_config.TextColumn(titles[c], width=110, help=c) for c in coder_columns},
+    },
+)
 
 st.markdown("**Send to Argilla review**")
 keys = [row["unit"] for row in table]
@@ -207,7 +223,7 @@ chosen = st.multiselect("Units", keys, default=keys[: min(10, len(keys))], key=f
 # the key carries the task and snapshot: a new task gets its own default name instead of keeping the last one
 dataset = st.text_input(
     "Argilla dataset",
-    value=f"{task.replace('.', '-')}-{sid[:8]}-disagreements",
+    value=ui.review_dataset_name(task, sid),
     key=f"dis_dataset_{task}_{sid[:8]}",
 )
 if st.button(f"Send {len(chosen)} units to Argilla", type="primary", disabled=not chosen, key="dis_send"):
@@ -215,15 +231,6 @@ if st.button(f"Send {len(chosen)} units to Argilla", type="primary", disabled=no
         with st.spinner("Pushing to Argilla..."):
             pushed = data.send_to_review(url, sid, task, chosen, dataset)
     except WorkbenchError as exc:
-        message = str(exc)
-        unreachable = any(
-            w in message.lower() for w in ("connect", "refused", "unreachable", "timed out", "no argilla")
-        )
-        hint = (
-            "\n\nStart a local server with `workbench review serve`, or set ARGILLA_API_URL and ARGILLA_API_KEY."
-            if unreachable
-            else ""
-        )
-        st.error(f"Could not send to Argilla: {message}{hint}")
+        ui.argilla_error("send to Argilla", exc)
     else:
         st.success(f"Sent {pushed.records:,} units to dataset {pushed.dataset!r} at {pushed.api_url}.")

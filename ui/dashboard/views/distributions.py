@@ -72,12 +72,24 @@ else:
             tooltip=["value:N", "snapshot:N", "count:Q", alt.Tooltip("share:Q", format=".1%")],
         )
     )
-    percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(change, hide_index=True, column_config={"before_share": percent, "after_share": percent})
+    ui.table(
+        change,
+        max_rows=30,
+        column_config={
+            "before_share": st.column_config.NumberColumn("share before", format="percent"),
+            "after_share": st.column_config.NumberColumn("share after", format="percent"),
+        },
+    )
 
     st.subheader("Imbalance (majority / minority count)")
     balance = [r for r in data.balance(url, sid, tuple(before_ids)) if r["task"] == task]
-    st.dataframe(balance, hide_index=True)
+    ui.table(
+        balance,
+        column_config={
+            c: st.column_config.Column(ui.words(c).replace(" after", " (after)").replace(" before", " (before)"))
+            for c in (balance[0] if balance else {})
+        },
+    )
 
 st.subheader("Score histograms (traits, empathy)")
 sources = [ui.ANY, *m["counts"]]

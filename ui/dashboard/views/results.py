@@ -10,15 +10,18 @@ from ui.dashboard import data
 st.header("Results")
 runs = data.runs_dir()
 found = data.results(str(runs) if runs else None)
-st.caption(f"runs folder `{runs or '(none: pass --runs DIR)'}`")
+st.caption(
+    f"runs folder `{runs}`" if runs else "no runs folder: start the dashboard with `workbench dashboard --runs DIR`"
+)
 
 for error in found.errors:
     st.warning(error)
 
 if found.empty:
+    where = f"`{runs}`" if runs else "the folder `workbench dashboard --runs DIR` names"
     st.info(
         "No evaluation reports or training runs yet.\n\n"
-        f"This page reads `{runs or 'the folder given by --runs'}`: one folder per training run holding "
+        f"This page reads {where}: one folder per training run holding "
         '`metrics.jsonl` (one JSON object per logging step, e.g. `{"step": 10, "loss": 1.93}`) or Hugging Face\'s '
         "`trainer_state.json`, and evaluation reports named `eval*.json` "
         '(`{"models": {"base": ..., "finetuned": ...}, "metrics": [{"metric", "model", "value", "ci_low", "ci_high", '

@@ -16,52 +16,22 @@ FILTER_TITLES = {
     "all": "all units",
 }
 
+#: Pull counters of answers that did not become labels, in words (see labeling.review.sync.pull).
+NOT_WRITTEN = {
+    "invalid_values": "answers outside a question's options",
+    "unknown_questions": "answers to questions the workbench does not know",
+    "unmatched_records": "records not in the snapshot",
+    "labels_outside_turns": "labels on turns the record does not have",
+}
+
 url = ui.store_or_stop()
 sid = ui.pick_snapshot(url, prefer=("labeled",), follow_reviews=True)
 m = data.manifest(url, sid)
+lineage = data.lineage(url)
 reviewer = st.sidebar.text_input(
     "Reviewer (your name)", value=st.session_state.get("reviewer", ""), key="reviewer_input"
 ).strip()
 st.session_state["reviewer"] = reviewer
-
-st.header("Review")
-ui.show_flash()
-with st.expander("Review in Argilla: datasets and their progress"):
-    st.caption(
-        "Push units from the Disagreements page or `workbench review push`; annotators answer in Argilla; "
-        "`workbench review pull DATASET --tag T` brings the answers back as human labels in a new snapshot."
-    )
-    if st.button("Show Argilla progress", key="rev_argilla"):
-        try:
-            rows = data.argilla_status()
-        except WorkbenchError as exc:
-            st.error(f"Could not read Argilla: {exc}")
-        else:
-            if not rows:
-                st.info("No Argilla dataset yet.")
-            else:
-                st.caption(f"Argilla at {rows[0]['api_url']}")
-                st.dataframe(
-                    [
-                        {
-                            "dataset": r["name"],
-                            "workspace": r["workspace"],
-                            "records": r["records"],
-                            "completed": r["completed"],
-                            "pending": r["pending"],
-                            "done": f"{r['completed'] / r['records']:.0%}" if r["records"] else "-",
-                            "annotators (submitted/draft/discarded)": ", ".join(
-                                f"{n} {c['submitted']}/{c['draft']}/{c['discarded']}"
-                                for n, c in sorted(r["annotators"].items())
-                            ),
-                            "from snapshot": ", ".join(x[:12] for x in r["snapshots"]),
-                        }
-                        for r in rows
-                    ],
-                    hide_index=True,
-                    key="rev_argilla_table",
-                )
-pending: dict[str, dict] = st.session_state.setdefault("pending_reviews", {})
 
 
 def _kind(task: str) -> str | None:
@@ -74,6 +44,169 @@ def _kind(task: str) -> str | None:
 labeled = browse.label_tasks(m)
 tasks = [t for t, srcs in labeled.items() if _kind(t) and ({"gold", "llm", "model"} & set(srcs))]
 tasks.sort(key=lambda t: not ({"llm", "model"} & set(labeled[t])))  # tasks with machine labels first
+
+st.header("Review")
+ui.show_flash()
+
+
+def _pulled_agreement(pulled: dict) -> None:
+    """What the answers just pulled bring: agreement of every task humans answered, in the new snapshot."""
+    st.subheader(f"Agreement after pulling {pulled['dataset']!r}")
+    if pulled["not_written"]:
+        st.warning(
+            "Not written as labels: "
+            + "; ".join(f"{n:,} {NOT_WRITTEN.get(k, ui.words(k))}" for k, n in pulled["not_written"].items())
+        )
+    answered = [t for t, srcs in labeled.items() if "human" in srcs and _kind(t)]
+    rows = [row for t in answered for row in ui.agreement_summary(data.agreement(url, sid, t), task=t)]
+    if rows:
+        ui.table(rows)
+        st.caption(
+            "Krippendorff's alpha of the human answers with the machine labels, with each other, and of the machine "
+            "labels with gold, in this snapshot; the Disagreements page shows the confusion and the units that "
+            "disagree most."
+        )
+    else:
+        st.info("None of the answers became a label (see above), so there is no agreement to show yet.")
+
+
+pulled = st.session_state.get("pulled")
+if pulled and pulled["snapshot"] == sid:
+    _pulled_agreement(pulled)
+
+
+def _progress_panel() -> None:
+    st.caption(
+        "Push units from the Disagreements page; annotators answer in Argilla; pull their answers back below, "
+        "as human labels in a new snapshot."
+    )
+    if st.button("Show Argilla progress", key="rev_argilla"):
+        try:
+            st.session_state["argilla_rows"] = data.argilla_status()
+        except WorkbenchError as exc:
+            ui.argilla_error("read Argilla", exc)
+            return
+    rows = st.session_state.get("argilla_rows")
+    if rows is None:
+        return
+    if not rows:
+        st.info("No Argilla dataset yet.")
+        return
+    st.caption(f"Argilla at {rows[0]['api_url']}")
+    ui.table(
+        [
+            {
+                "dataset": r["name"],
+                "workspace": r["workspace"],
+                "records": r["records"],
+                "completed": r["completed"],
+                "pending": r["pending"],
+                "done": f"{r['completed'] / r['records']:.0%}" if r["records"] else "-",
+                "annotators (submitted/draft/discarded)": ", ".join(
+                    f"{n} {c['submitted']}/{c['draft']}/{c['discarded']}" for n, c in sorted(r["annotators"].items())
+                ),
+                "from snapshot": ", ".join(x[:12] for x in r["snapshots"]),
+            }
+            for r in rows
+        ],
+        wrap={"dataset": 200, "annotators (submitted/draft/discarded)": 200, "from snapshot": 110},
+        lines=2,
+        key="rev_argilla_table",
+    )
+
+
+def _pull(dataset: str, tag: str | None, parent: str | None) -> None:
+    """Pull with a progress bar; on success, say what came back and switch the page to the new snapshot."""
+    failure = None
+    with st.status(f"Pulling the answers of {dataset!r} from Argilla...", expanded=True) as status:
+        bar = st.progress(0.0, text="Connecting to Argilla...")
+
+        def progress(done: int, total: int) -> None:
+            text = f"Read {done:,} of {total:,} records" + ("; writing the new snapshot..." if done >= total else "")
+            bar.progress(done / total if total else 1.0, text=text)
+
+        try:
+            result = data.pull_answers(url, dataset, parent=parent, tag=tag, progress=progress)
+        except WorkbenchError as exc:
+            status.update(label=f"Could not pull {dataset!r}", state="error")
+            failure = exc
+        else:
+            status.update(label=f"Pulled {dataset!r}: snapshot {result.snapshot_id[:12]}", state="complete")
+    if failure is not None:
+        hint = ""
+        if isinstance(failure, data.PullNeedsParent):
+            hint = f"Tick *Add the answers to the snapshot shown here* to add them to {sid[:12]}."
+        ui.argilla_error(f"pull the answers of {dataset!r}", failure, hint=hint)
+        return
+    statuses = ", ".join(
+        f"{result.counters[f'responses.{s}']:,} {s}"
+        for s in ("submitted", "draft", "discarded")
+        if result.counters[f"responses.{s}"]
+    )
+    ui.flash(
+        f"Pulled {result.responses:,} answers ({statuses or 'none'}) by {len(result.annotators)} annotators "
+        f"({', '.join(result.annotators) or '-'}) from dataset {result.dataset!r} at {result.api_url}: "
+        f"{result.labels:,} human labels in snapshot {result.snapshot_id}"
+        + (f" ({result.tag})" if result.tag else "")
+        + f", child of {result.parent[:12]}."
+        + (" The same labels were already stored: no new data." if result.reused else "")
+    )
+    st.session_state["pulled"] = {
+        "snapshot": result.snapshot_id,
+        "dataset": result.dataset,
+        "not_written": {k: n for k, n in sorted(result.counters.items()) if k in NOT_WRITTEN and n},
+    }
+    st.session_state["switch_to"] = result.snapshot_id
+    st.rerun()
+
+
+def _pull_panel() -> None:
+    st.markdown("**Pull answers from Argilla**")
+    st.caption(
+        "Every answer in the dataset (submitted, draft or discarded) becomes a human label in a new snapshot, as "
+        "`workbench review pull` does; this page then opens on it and shows the agreement the answers bring."
+    )
+    try:
+        server = data.argilla_credentials()
+    except WorkbenchError as exc:
+        st.info(ui.argilla_problem("find an Argilla server", exc))  # none set up yet: not a failure of this page
+        return
+    base = ui.reviewed_from(lineage, sid)  # the snapshot pushed to Argilla, where a review child is shown
+    known = st.session_state.get("argilla_rows")
+    if known:
+        info = {d["name"]: d for d in sorted(known, key=lambda d: base not in d["snapshots"])}  # pushed from here 1st
+        dataset = st.selectbox(
+            f"Argilla dataset (at {server.api_url})",
+            list(info),
+            format_func=lambda n: (
+                f"{n} · {info[n]['completed']:,} of {info[n]['records']:,} records done"
+                + (" · pushed from this snapshot" if base in info[n]["snapshots"] else "")
+            ),
+            key="rev_pull_pick",
+        )
+    else:
+        task_now = st.session_state.get("rev_task")
+        task_now = task_now if task_now in tasks else (tasks[0] if tasks else "")
+        dataset = st.text_input(
+            f"Argilla dataset (at {server.api_url})",
+            value=ui.review_dataset_name(task_now, base) if task_now else "",
+            help="The name the Disagreements page gives; *Show Argilla progress* lists the server's datasets.",
+            key=f"rev_pull_dataset_{task_now}_{base[:8]}",
+        )
+    tag = st.text_input("Tag for the new snapshot (optional)", key="rev_pull_tag", placeholder="reviewed")
+    here = st.checkbox(
+        f"Add the answers to the snapshot shown here ({sid[:12]}), not to the one the dataset was pushed from",
+        key="rev_pull_here",
+    )
+    if st.button("Pull answers from Argilla", type="primary", disabled=not dataset.strip(), key="rev_pull"):
+        _pull(dataset.strip(), tag.strip() or None, sid if here else None)
+
+
+with st.expander("Review in Argilla: progress, and pulling the answers back", expanded=bool(pulled)):
+    _progress_panel()
+    _pull_panel()
+pending: dict[str, dict] = st.session_state.setdefault("pending_reviews", {})
+
 if not tasks:
     st.info(f"Snapshot {sid[:12]} has no labels to review. Label it first: `workbench label REF --task ...`.")
     st.stop()
@@ -145,12 +278,13 @@ else:
 mine = {k: v for k, v in pending.items() if v["snapshot"] == sid}
 st.subheader(f"Answers not saved yet: {len(mine)}")
 if mine:
-    st.dataframe(
+    ui.table(
         [
             {"unit": k.split("|", 2)[2], "task": v["task"], "answer": ", ".join(v["values"]), "action": v["action"]}
             for k, v in mine.items()
         ],
-        hide_index=True,
+        wrap={"unit": 260, "answer": 300},
+        lines=2,
     )
     tag = st.text_input("Tag for the new snapshot (optional)", key="rev_tag", placeholder="reviewed")
     s1, s2 = st.columns(2)

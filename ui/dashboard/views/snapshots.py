@@ -23,7 +23,7 @@ for problem in lineage["problems"]:
     st.error(f"Damaged, left out: {problem}. Run `workbench snapshots verify --all` for a full check.")
 
 st.graphviz_chart(ui.lineage_dot(lineage, selected=sid))
-st.dataframe(
+ui.table(
     [
         {
             "id": n["id"],
@@ -33,11 +33,13 @@ st.dataframe(
             "rows": n["rows"],
             "sources": ", ".join(n["sources"]),
             "parents": ", ".join(p[:8] for p in n["parents"]),
-            "created": n["created_at"],
+            "created": (n["created_at"] or "")[:16].replace("T", " "),
         }
         for n in reversed(lineage["nodes"])
     ],
-    hide_index=True,
+    wrap={"id": 125, "refs": 125, "step": 100, "sources": 180, "parents": 130},
+    lines=4,
+    max_rows=15,
 )
 
 st.subheader(f"Snapshot {sid}")
@@ -46,7 +48,7 @@ cols[0].metric("records", f"{m['rows']:,}")
 cols[1].metric("status", m["status"])
 cols[2].metric("steps", len(m["steps"]))
 cols[3].metric("parents", len(m["parents"]))
-st.dataframe(browse.counts_table(m), hide_index=True)
+ui.table(browse.counts_table(m), max_rows=40)
 with st.expander("Steps (configuration and counters)"):
     for step in m["steps"]:
         st.markdown(f"**{step['kind']}**")
