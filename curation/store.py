@@ -359,6 +359,31 @@ class SnapshotStore:
         desc = layer["labels"]
         yield from self._read_parquet(self.check_file(sid, desc), desc["rows"], columns=columns, batch_size=8192)
 
+    def _layer_groups_at(
+        self, sid: str, layer: Mapping[str, Any], positions: np.ndarray, label_cols: list[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """The layer's row groups that may hold ``positions`` (by each group's pos min/max), and only those."""
+        desc = layer["labels"]
+        path = self.check_file(sid, desc)
+        try:
+            with self.fs.open(path, "rb") as f:
+                pf = pq.ParquetFile(f)
+                meta = pf.metadata
+                col = pf.schema_arrow.get_field_index("pos")
+                groups = []
+                for g in range(meta.num_row_groups):
+                    stats = meta.row_group(g).column(col).statistics
+                    if stats is None or not stats.has_min_max:
+                        groups.append(g)
+                        continue
+                    lo, hi = np.searchsorted(positions, [stats.min, stats.max + 1])
+                    if hi > lo:
+                        groups.append(g)
+                if groups:
+                    yield from pf.read_row_groups(groups, columns=["pos", "id", *label_cols]).to_batches()
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{path} is not a readable Parquet file: {exc}") from None
+
     def _apply_layer(
         self, sid: str, layer: Mapping[str, Any], batches: Iterator[pa.RecordBatch], label_cols: list[str]
     ) -> Iterator[pa.RecordBatch]:
@@ -405,7 +430,7 @@ class SnapshotStore:
             base = self._read_unique_positions(layer["base"], in_base, columns)
             label_cols = _label_columns(columns)
             if in_base.size and layer["labels"]["rows"] and label_cols:
-                pos, ids, labels = _layer_rows_at(self._layer_batches(sid, layer, ["pos", "id", *label_cols]), in_base)
+                pos, ids, labels = _layer_rows_at(self._layer_groups_at(sid, layer, in_base, label_cols), in_base)
                 if len(pos):
                     batch = base.combine_chunks().to_batches()[0]
                     where = f"snapshot {sid}'s label layer"
@@ -448,7 +473,7 @@ class SnapshotStore:
         start = 0
         for batch in self.iter_batches(ref, columns=["id"], batch_size=65_536):
             col = batch.column(0)
-            hits = np.flatnonzero(pc.is_in(col, value_set=wanted).to_numpy(zero_copy_only=False))
+            hits = pc.indices_nonzero(pc.is_in(col, value_set=wanted)).to_numpy()
             for i in hits.tolist():
                 found[col[i].as_py()] = start + i
             start += batch.num_rows
