@@ -30,6 +30,7 @@ bit-identical, so a run can reuse it.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import json
 import re
@@ -85,6 +86,13 @@ class LocalConfig:
         default=(), metadata={"help": "sources whose gold strategy labels train the classifier (empty: all)"}
     )
     max_chars: int = field(default=2000, metadata={"help": "characters of an item's text that are featurised"})
+    max_train_items: int = field(
+        default=60_000,
+        metadata={
+            "help": "per task, train on at most this many gold items (a larger set is sampled: the items with "
+            "the smallest hash of record id and turn), so training memory stays bounded as the data grows"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the training shuffle"})
 
     def __post_init__(self) -> None:
@@ -92,7 +100,7 @@ class LocalConfig:
             raise WorkbenchError(f"local labeler featurizer: expected one of {FEATURIZERS}, got {self.featurizer!r}")
         if not 1 << 10 <= self.n_features <= 1 << 24:
             raise WorkbenchError(f"local labeler n_features: expected 2^10..2^24, got {self.n_features}")
-        positive = ("epochs", "batch_size", "learning_rate", "max_emotions", "max_chars")
+        positive = ("epochs", "batch_size", "learning_rate", "max_emotions", "max_chars", "max_train_items")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise WorkbenchError(f"local labeler {name}: expected a positive value, got {getattr(self, name)}")
@@ -397,7 +405,11 @@ class LocalLabeler:
         """Train the classifiers of ``tasks`` on the gold labels of ``records`` (read once)."""
         self.tasks = _resolve_tasks(tasks)
         trained = [t for t in self.tasks if t.name in TRAINED_TASKS]
-        examples: dict[str, tuple[list[LabelItem], list[list[str]]]] = {t.name: ([], []) for t in trained}
+        # per task, the max_train_items gold items of smallest hash (a max-heap of -hash): a sample that does
+        # not depend on the order records come in, in memory bounded by the cap, not by the data
+        kept: dict[str, list[tuple[int, int, LabelItem, list[str]]]] = {t.name: [] for t in trained}
+        seen: Counter[str] = Counter()
+        cap = self.config.max_train_items
         sources = {"emotion": self.config.emotion_sources, "strategy": self.config.strategy_sources}
         n_records = 0
         digest = hashlib.blake2b(digest_size=8)
@@ -414,11 +426,22 @@ class LocalLabeler:
                         gold.setdefault(lab.get("turn"), []).append(lab["value"])
                 if not gold:
                     continue
+                heap = kept[task.name]
                 for item in task.items(record):
                     values = gold.get(item.turn)
                     if values:
-                        examples[task.name][0].append(item)
-                        examples[task.name][1].append(values)
+                        seen[task.name] += 1
+                        key = f"{record['id']}#{item.turn}".encode()
+                        h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+                        entry = (-h, seen[task.name], item, values)
+                        if len(heap) < cap:
+                            heapq.heappush(heap, entry)
+                        elif -h > heap[0][0]:
+                            heapq.heapreplace(heap, entry)
+        examples: dict[str, tuple[list[LabelItem], list[list[str]]]] = {}
+        for name, heap in kept.items():
+            ordered = sorted(heap, key=lambda e: e[1])  # the order the records came in
+            examples[name] = ([e[2] for e in ordered], [e[3] for e in ordered])
         self.report = {"records_read": n_records, "records_digest": digest.hexdigest(), "tasks": {}}
         if not trained:
             return self
@@ -454,6 +477,8 @@ class LocalLabeler:
             self.models[task.name] = train_linear(x, y, vocab.labels, multi_label=multi, config=self.config)
             self.report["tasks"][task.name] = {
                 "items": len(items),
+                "gold_items": seen[task.name],
+                "sampled": seen[task.name] > len(items),
                 "featurize_s": round(t_feat, 3),
                 "train_s": round(time.perf_counter() - t0, 3),
                 "label_counts": dict(Counter(v for values in golds for v in values).most_common()),

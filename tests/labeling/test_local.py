@@ -135,3 +135,19 @@ def test_config_is_checked():
         LocalConfig(emotion_threshold=0)
     with pytest.raises(WorkbenchError, match="unknown task 'act'"):
         LocalLabeler().fit([], ["act"])
+
+
+def test_training_items_are_capped_by_a_sample_that_ignores_order(slices, fitted):
+    """Past max_train_items a task trains on a hash-chosen sample: bounded memory, the same for any order."""
+    train, _ = slices
+    whole = fitted.report["tasks"]["emotion"]
+    assert whole["sampled"] is False and whole["items"] == whole["gold_items"]
+    cap = whole["items"] // 3
+    config = LocalConfig(max_train_items=cap)
+    forward = LocalLabeler(config).fit(iter(train), ["emotion"])
+    backward = LocalLabeler(config).fit(iter(train[::-1]), ["emotion"])
+    rep = forward.report["tasks"]["emotion"]
+    assert rep["items"] == cap and rep["gold_items"] == whole["items"] and rep["sampled"] is True
+    assert backward.report["tasks"]["emotion"]["label_counts"] == rep["label_counts"]  # the same items
+    with pytest.raises(WorkbenchError, match="max_train_items"):
+        LocalConfig(max_train_items=0)
