@@ -25,6 +25,9 @@ from labeling.audit import audit
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path("/tmp/dashboard-shots")
+#: How long any wait may last (ms). Every wait is for a condition and returns as soon as it holds: generous
+#: limits cost nothing on an idle machine and keep a loaded one (a busy core, a slow first import) from failing.
+WAIT = 60_000
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs Debian's Chromium at {CHROMIUM}")
 
@@ -74,7 +77,7 @@ def server(example_store, tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while True:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
@@ -114,7 +117,11 @@ def browser(server):
 
 @pytest.fixture
 def tab(browser):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT)  # every expect(...) below waits this long unless it says otherwise
     page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    page.set_default_timeout(WAIT)  # clicks, fills and waits for an element
     try:
         yield page
     finally:
@@ -130,22 +137,55 @@ def _open(tab, server, path: str, heading: str, ready: str) -> None:
 
     start = time.monotonic()
     tab.goto(f"{server['url']}/{path}")
-    expect(tab.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=90_000)
-    expect(tab.get_by_text(ready).first).to_be_visible(timeout=90_000)
+    expect(tab.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=2 * WAIT)
+    expect(tab.get_by_text(ready).first).to_be_visible(timeout=2 * WAIT)
     TIMINGS[heading] = round(time.monotonic() - start, 2)
 
 
+def _idle(tab) -> None:
+    """Wait until no script run is in progress (Streamlit's "Running..." widget is gone)."""
+    from playwright.sync_api import expect
+
+    expect(tab.get_by_test_id("stStatusWidget")).to_have_count(0)
+
+
+def _pick(tab, box, option: str, *, exact: bool = True) -> None:
+    """Open the selectbox ``box`` and choose ``option``.
+
+    A rerun that redraws the box closes its list (on a loaded machine the page may still be running when the
+    box first shows): then the list is opened again, until WAIT has passed.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    wanted = tab.get_by_role("option", name=option, exact=exact)
+    deadline = time.monotonic() + WAIT / 1000
+    while True:
+        _idle(tab)
+        box.click()
+        try:
+            wanted.click(timeout=10_000)  # one try: returns as soon as the option shows
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+            tab.keyboard.press("Escape")
+
+
 def _choose(tab, label: str, option: str, *, exact: bool = True) -> None:
-    box = tab.get_by_test_id("stSelectbox").filter(has=tab.get_by_text(label, exact=True))
-    box.click()
-    tab.get_by_role("option", name=option, exact=exact).click()
+    _pick(tab, tab.get_by_test_id("stSelectbox").filter(has=tab.get_by_text(label, exact=True)), option, exact=exact)
+
+
+#: True once every chart on the page has drawn (Vega-Lite into a canvas or SVG, Graphviz into SVG).
+_CHARTS_DRAWN = """() =>
+    [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].every(c => c.querySelector('.marks'))
+    && [...document.querySelectorAll('[data-testid="stGraphVizChart"]')].every(c => c.querySelector('svg'))"""
 
 
 def _shoot(tab, server, name: str) -> Path:
     from playwright.sync_api import expect
 
-    expect(tab.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)  # nothing running
-    tab.wait_for_timeout(800)  # charts draw after the data arrives
+    expect(tab.get_by_test_id("stStatusWidget")).to_have_count(0)  # nothing running
+    tab.wait_for_function(_CHARTS_DRAWN)  # charts draw after the data arrives
     path = server["tmp"] / f"{name}.png"
     tab.screenshot(path=str(path), full_page=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -162,7 +202,7 @@ def test_a_first_visit_to_a_deep_link_runs_inside_the_app(tab, server):
     for title in ("Snapshots", "Distributions", "Disagreements", "Review", "Curation", "Results"):
         expect(nav.get_by_text(title, exact=True)).to_be_visible()
     nav.get_by_text("Curation", exact=True).click()
-    expect(tab.get_by_role("heading", name="Curation", exact=True)).to_be_visible(timeout=30_000)
+    expect(tab.get_by_role("heading", name="Curation", exact=True)).to_be_visible()
     assert tab.url.endswith("/curation")
 
 
@@ -175,7 +215,7 @@ def test_snapshots_page_filters_records(tab, server):
     expect(tab.get_by_text("dd-raw").first).to_be_visible()  # the lineage graph names the refs
     _choose(tab, "Source", "esconv")
     n = len(browse.matching_rows(store, sid, browse.RecordFilter(source="esconv")))
-    expect(tab.get_by_text(f"{n:,} records match")).to_be_visible(timeout=30_000)
+    expect(tab.get_by_text(f"{n:,} records match")).to_be_visible()
     expect(tab.get_by_test_id("stChatMessage").first).to_be_visible()
     assert _shoot(tab, server, "1-snapshots").stat().st_size > 10_000
 
@@ -185,7 +225,7 @@ def test_distributions_page_compares_before_and_after(tab, server):
 
     _open(tab, server, "distributions", "Distributions", "Before → after")
     _choose(tab, "Task", "emotion")
-    expect(tab.get_by_role("heading", name="emotion (gold)", exact=False)).to_be_visible(timeout=30_000)
+    expect(tab.get_by_role("heading", name="emotion (gold)", exact=False)).to_be_visible()
     expect(tab.get_by_text("Score histograms (traits, empathy)")).to_be_visible()
     _shoot(tab, server, "2-distributions")
 
@@ -200,9 +240,7 @@ def test_disagreements_page_shows_agreement_and_the_audit(tab, server):
 
     fitted = fitted_on(store, "labeled")["agents"]  # the page never scores a labeler on what it learnt from
     accuracy = audit(store.iter_records("labeled"), "strategy", exclude=fitted)["metrics"]["accuracy"]
-    expect(tab.get_by_test_id("stMetric").filter(has_text="accuracy")).to_contain_text(
-        f"{accuracy:.3f}", timeout=30_000
-    )
+    expect(tab.get_by_test_id("stMetric").filter(has_text="accuracy")).to_contain_text(f"{accuracy:.3f}")
     expect(tab.get_by_role("button", name="Send 10 units to Argilla")).to_be_visible()
     _shoot(tab, server, "3-disagreements")
 
@@ -213,8 +251,9 @@ def test_review_page_takes_an_answer(tab, server):
     _open(tab, server, "review", "Review", "Answers not saved yet: 0")
     tab.get_by_label("Reviewer (your name)").fill("e2e-tester")
     tab.get_by_label("Reviewer (your name)").press("Enter")
+    _idle(tab)  # the name is in before the answer is saved
     tab.get_by_role("button", name="Save my answer").click()
-    expect(tab.get_by_text("Answers not saved yet: 1")).to_be_visible(timeout=30_000)
+    expect(tab.get_by_text("Answers not saved yet: 1")).to_be_visible()
     expect(tab.get_by_role("button", name="Save 1 answers as a new snapshot")).to_be_enabled()
     _shoot(tab, server, "4-review")
 
@@ -222,12 +261,13 @@ def test_review_page_takes_an_answer(tab, server):
 def test_curation_page_shows_drops_and_clusters(tab, server):
     from playwright.sync_api import expect
 
-    _open(tab, server, "curation", "Curation", "Dropped, by step and reason")
-    # the default snapshot (latest) was not curated: pick the curated one
-    tab.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
-    tab.get_by_role("option", name="clean", exact=False).click()
-    expect(tab.get_by_text("exact_dedup.clusters").first).to_be_visible(timeout=30_000)
+    _open(tab, server, "curation", "Curation", "What each step dropped")
+    # the page opens on the curated snapshot; choosing it in the sidebar keeps it there
+    _pick(tab, tab.get_by_test_id("stSidebar").get_by_test_id("stSelectbox"), "clean", exact=False)
+    expect(tab.get_by_text("Exact duplicates: clusters").first).to_be_visible()
     expect(tab.get_by_text("kept", exact=True).first).to_be_visible()
+    expect(tab.get_by_role("heading", name="What each step dropped")).to_be_visible()
+    expect(tab.get_by_test_id("stVegaLiteChart")).to_have_count(1)  # the drops, as a chart
     _shoot(tab, server, "5-curation")
 
 
@@ -237,7 +277,7 @@ def test_results_page_shows_reports_and_loss_curves(tab, server):
     _open(tab, server, "results", "Results", "Evaluation reports")
     expect(tab.get_by_text("Training runs")).to_be_visible()
     tab.get_by_text("qlora-tiny: run.json").click()
-    expect(tab.get_by_text("tiny-test-model").first).to_be_visible(timeout=30_000)
+    expect(tab.get_by_text("tiny-test-model").first).to_be_visible()
     _shoot(tab, server, "6-results")
 
 
