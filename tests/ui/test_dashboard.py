@@ -519,3 +519,14 @@ def test_results_page_shows_reports_and_loss_curves(store_env, monkeypatch, tmp_
     assert at.multiselect(key="res_runs").value == ["qlora"]
     assert at.multiselect(key="res_series").value == ["loss", "eval_loss"]
     assert len(at.get("vega_lite_chart")) == 2
+
+
+def test_after_the_example_run_alone_pages_open_on_its_snapshots(writable_store):
+    """A store with only the example run's refs (no user names): label pages open on example-labeled, the
+    curation page on example-clean, not on `latest` (the validated snapshot, which is not a curate step)."""
+    for name in ("dd-raw", "ed-raw", "esconv-raw", "ge-raw", "owt-raw", "clean", "labeled", "validated"):
+        writable_store.delete_ref(name)
+    at = run(page("curation_report"))
+    assert at.selectbox(key="snapshot_picker").value == writable_store.resolve("example-clean")
+    at = run(page("disagreements"))
+    assert at.selectbox(key="snapshot_picker").value == writable_store.resolve("example-labeled")

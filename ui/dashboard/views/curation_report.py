@@ -9,7 +9,7 @@ from ui.dashboard import components as ui
 from ui.dashboard import data
 
 url = ui.store_or_stop()
-sid = ui.pick_snapshot(url, prefer=("clean",))
+sid = ui.pick_snapshot(url, prefer=("clean", "example-clean"))
 m = data.manifest(url, sid)
 
 st.header("Curation")

@@ -15,7 +15,7 @@ CODER_KINDS = {"gold": "gold", "llm": "machine", "model": "machine", "human": "h
 METRIC_TITLES = {"macro_f1": "macro-F1", "micro_f1": "micro-F1", "kappa_quadratic": "kappa (quadratic)", "mae": "MAE"}
 
 url = ui.store_or_stop()
-sid = ui.pick_snapshot(url, prefer=("labeled", "reviewed"), follow_reviews=True)
+sid = ui.pick_snapshot(url, prefer=("labeled", "reviewed", "example-labeled"), follow_reviews=True)
 m = data.manifest(url, sid)
 
 st.header("Disagreements")

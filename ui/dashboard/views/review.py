@@ -25,7 +25,7 @@ NOT_WRITTEN = {
 }
 
 url = ui.store_or_stop()
-sid = ui.pick_snapshot(url, prefer=("labeled",), follow_reviews=True)
+sid = ui.pick_snapshot(url, prefer=("labeled", "example-labeled"), follow_reviews=True)
 m = data.manifest(url, sid)
 lineage = data.lineage(url)
 reviewer = st.sidebar.text_input(
