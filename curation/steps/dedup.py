@@ -372,28 +372,43 @@ def lsh_clusters(
 # ------------------------------------------------------------------ shared config + cluster resolution
 
 
-def _fixed_width_matrix(column: pa.ChunkedArray | pa.Array, n: int, width: int) -> np.ndarray:
-    """The ``(n, width)`` uint32 matrix of a binary column whose values are ``width`` little-endian uint32s each.
+def _fixed_width_bytes(column: pa.ChunkedArray | pa.Array, n: int, width: int, *, what: str) -> np.ndarray:
+    """The ``(n, width)`` uint8 matrix of a binary column whose values are ``width`` bytes each.
 
-    Read straight from the Arrow value buffers (one copy of the data), not through Python bytes objects,
-    which cost ~10x the signature's size in peak memory.
+    Read straight from the Arrow value buffers (one copy of the data), not through a Python bytes
+    object per row, which costs several times the data's size in peak memory.
     """
-    out = np.empty((n, width), dtype="<u4")
+    out = np.empty((n, width), dtype=np.uint8)
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     row = 0
     for chunk in chunks:
         k = len(chunk)
         if k == 0:
             continue
+        if pa.types.is_fixed_size_binary(chunk.type):
+            if chunk.type.byte_width != width:
+                raise WorkbenchError(f"{what}: values are {chunk.type.byte_width} bytes, not {width}")
+            start = chunk.offset * width
+            out[row : row + k] = np.frombuffer(chunk.buffers()[1], dtype=np.uint8)[start : start + k * width].reshape(
+                k, width
+            )
+            row += k
+            continue
         offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=chunk.offset + k + 1)[chunk.offset :]
-        if not np.all(np.diff(offsets) == 4 * width):
-            raise WorkbenchError(f"near_dedup: a MinHash signature is not {4 * width} bytes")
-        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-        out[row : row + k] = data.view("<u4").reshape(k, width)
+        if not np.all(np.diff(offsets) == width):
+            raise WorkbenchError(f"{what}: a value is not {width} bytes")
+        out[row : row + k] = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(
+            k, width
+        )
         row += k
     if row != n:
-        raise WorkbenchError(f"near_dedup: {row} signatures read, {n} expected")
+        raise WorkbenchError(f"{what}: {row} values read, {n} expected")
     return out
+
+
+def _fixed_width_matrix(column: pa.ChunkedArray | pa.Array, n: int, width: int) -> np.ndarray:
+    """The ``(n, width)`` uint32 matrix of a binary column of ``width`` little-endian uint32s per row."""
+    return _fixed_width_bytes(column, n, 4 * width, what="near_dedup signatures").view("<u4")
 
 
 def _split_rank(splits: Sequence[str], priority: Sequence[str]) -> np.ndarray:
@@ -415,46 +430,48 @@ def _resolve(
     ``similarity(members, kept)`` gives each member's similarity to its kept row (index arrays);
     ``detail(sim, kept_id)`` the drop detail.
     """
-    ids = sig.column("id").to_pylist()
-    splits = sig.column("split").to_pylist()
-    sources = sig.column("source").to_pylist()
-    n = len(ids)
+    n = sig.num_rows
     decisions = Decisions()
     decisions.counters["signatures"] = n
     if n == 0:
         decisions.artifacts["clusters"] = CLUSTERS_SCHEMA.empty_table()
         return decisions
-    # Rank every row by (split priority, id); the kept row of a cluster is its lowest rank.
-    id_rank = np.empty(n, dtype=np.int64)
-    id_rank[sorted(range(n), key=lambda i: _natural_key(ids[i]))] = np.arange(n)
-    order = np.lexsort((id_rank, _split_rank(splits, priority)))
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
     size = np.bincount(labels, minlength=n)
-    in_cluster = size[labels] > 1
-    members = np.flatnonzero(in_cluster)
+    members = np.flatnonzero(size[labels] > 1)
     if members.size == 0:
         decisions.artifacts["clusters"] = CLUSTERS_SCHEMA.empty_table()
         decisions.counters["clusters"] = 0
         return decisions
-    # The kept row per label: the member with the lowest rank.
+    # Only the rows in a cluster become Python values (memory grows with the duplicates, not the data).
+    take = pa.array(members)
+    ids = sig.column("id").take(take).to_pylist()
+    splits = sig.column("split").take(take).to_pylist()
+    sources = sig.column("source").take(take).to_pylist()
+    m_count = members.size
+    # Rank the members by (split priority, id); the kept row of a cluster is its lowest rank.
+    id_rank = np.empty(m_count, dtype=np.int64)
+    id_rank[sorted(range(m_count), key=lambda i: _natural_key(ids[i]))] = np.arange(m_count)
+    order = np.lexsort((id_rank, _split_rank(splits, priority)))
+    rank = np.empty(m_count, dtype=np.int64)
+    rank[order] = np.arange(m_count)
     best = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(best, labels[members], rank[members])
-    kept_of = order[best[labels[members]]]
+    np.minimum.at(best, labels[members], rank)
+    kept_pos = order[best[labels[members]]]  # per member: the position (in members) of its kept row
+    kept_of = members[kept_pos]
     sim = np.asarray(similarity(members, kept_of), dtype=np.float64)
     sim[members == kept_of] = 1.0
     # Cluster ids: 0.. in the order of the kept record's rank (deterministic).
-    kept_rows = np.unique(kept_of)
-    kept_rows = kept_rows[np.argsort(rank[kept_rows])]
-    cluster_index = np.empty(n, dtype=np.int64)
-    cluster_index[kept_rows] = np.arange(kept_rows.size)
-    cid = cluster_index[kept_of]
-    listing = np.lexsort((rank[members], cid))
+    kept_unique = np.unique(kept_pos)
+    kept_unique = kept_unique[np.argsort(rank[kept_unique])]
+    cluster_index = np.empty(m_count, dtype=np.int64)
+    cluster_index[kept_unique] = np.arange(kept_unique.size)
+    cid = cluster_index[kept_pos]
+    listing = np.lexsort((rank, cid))
     rows: dict[str, list[Any]] = {f.name: [] for f in CLUSTERS_SCHEMA}
     cross_split: set[int] = set()
     cross_source: set[int] = set()
     for pos in listing:
-        m, k = int(members[pos]), int(kept_of[pos])
+        m, k = int(pos), int(kept_pos[pos])  # positions in members
         c = int(cid[pos])
         rows["cluster_id"].append(c)
         rows["id"].append(ids[m])
@@ -471,8 +488,8 @@ def _resolve(
             if sources[m] != sources[k]:
                 cross_source.add(c)
     decisions.artifacts["clusters"] = pa.Table.from_pydict(rows, schema=CLUSTERS_SCHEMA)
-    decisions.counters["clusters"] = int(kept_rows.size)
-    decisions.counters["duplicates"] = int(members.size - kept_rows.size)
+    decisions.counters["clusters"] = int(kept_unique.size)
+    decisions.counters["duplicates"] = int(members.size - kept_unique.size)
     decisions.counters["cross_split_clusters"] = len(cross_split)
     decisions.counters["cross_source_clusters"] = len(cross_source)
     return decisions
@@ -563,9 +580,8 @@ class ExactDedup(GlobalStep):
                 similarity=None,
                 detail=None,
             )
-        digests = np.frombuffer(
-            b"".join(signatures.column("digest").to_pylist()), dtype=np.dtype([("hi", ">u8"), ("lo", ">u8")])
-        )
+        raw = _fixed_width_bytes(signatures.column("digest"), n, 16, what="exact_dedup digests")
+        digests = raw.reshape(-1).view(np.dtype([("hi", ">u8"), ("lo", ">u8")]))
         keys: list[np.ndarray] = [digests["lo"], digests["hi"]]
         if self.config.scope == "source":
             keys.append(_group_codes(signatures.column("source").to_pylist()))

@@ -41,7 +41,7 @@ from curation.steps.base import (
     option,
     register_step,
 )
-from curation.steps.dedup import lsh_clusters, minhash_signatures
+from curation.steps.dedup import _components, lsh_clusters, minhash_signatures
 
 LEAK_REASON = "split_leak"
 
@@ -195,9 +195,13 @@ class LeakFreeSplits(GlobalStep):
 
     def decide(self, signatures: pa.Table) -> Decisions:
         groups = self._groups(signatures)
-        ids = signatures.column("id").to_pylist()
-        sources = signatures.column("source").to_pylist()
-        splits = signatures.column("split").to_pylist()
+        # Only the rows of a group become Python values: memory grows with the candidates, not the data.
+        rows_in = sorted({i for _, members in groups for i in members})
+        take = pa.array(rows_in, type=pa.int64())
+        at = {row: pos for pos, row in enumerate(rows_in)}
+        ids = _Picked(signatures.column("id").take(take).to_pylist(), at)
+        sources = _Picked(signatures.column("source").take(take).to_pylist(), at)
+        splits = _Picked(signatures.column("split").take(take).to_pylist(), at)
         rank = {s: i for i, s in enumerate(self.config.priority)}
         detail_kind = "a near-duplicate of" if self.config.near else "identical to"
         decisions = Decisions()
@@ -273,41 +277,54 @@ class LeakFreeSplits(GlobalStep):
         return self._near_groups(signatures, keyed)
 
     def _near_groups(self, signatures: pa.Table, keyed: pa.Table) -> list[tuple[str, list[int]]]:
-        """Exact groups joined with the MinHash LSH clusters of :mod:`curation.steps.dedup` (union-find)."""
+        """Exact groups joined with the MinHash LSH clusters of :mod:`curation.steps.dedup` (connected components).
+
+        Vectorised: rows with the same (scope, key) are joined to the first such row, LSH pairs to each
+        other, and the components (each labelled by its earliest row) come from numpy; only the rows of a
+        group of two or more become Python values.
+        """
         n = len(signatures)
-        parent = list(range(n))
+        if n == 0:
+            return []
+        c = self.config
+        scope_key = pc.binary_join_element_wise(keyed.column("scope"), keyed.column("key"), "\x00")
+        codes = pc.dictionary_encode(scope_key).combine_chunks().indices.to_numpy().astype(np.int64)
+        _, first = np.unique(codes, return_index=True)
+        first_of = first[codes]
+        rows = np.arange(n, dtype=np.int64)
+        same_key = np.stack([first_of, rows], axis=1)[first_of != rows]
+        minhash = (
+            signatures.column("minhash").combine_chunks().flatten().to_numpy().astype(np.uint32, copy=False)
+        ).reshape(n, c.num_perm)
+        scope_codes = None
+        if c.scope == "source":
+            scope_codes = pc.dictionary_encode(keyed.column("scope")).combine_chunks().indices.to_numpy()
+            scope_codes = scope_codes.astype(np.int64)
+        found = lsh_clusters(minhash, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=scope_codes)
+        del minhash
+        pairs = np.concatenate([same_key, np.asarray(found.pairs, dtype=np.int64).reshape(-1, 2)])
+        labels = _components(n, pairs)  # each row's label: the earliest row of its component
+        size = np.bincount(labels, minlength=n)
+        members = np.flatnonzero(size[labels] > 1)  # row order
+        if members.size == 0:
+            return []
+        by_root = members[np.argsort(labels[members], kind="stable")]
+        roots, starts = np.unique(labels[by_root], return_index=True)
+        take = pa.array(roots)
+        scopes = keyed.column("scope").take(take).to_pylist()
+        keys = keyed.column("key").take(take).to_pylist()
+        bounds = [*starts.tolist(), len(by_root)]
+        return [(_group_id(scopes[g], keys[g]), by_root[bounds[g] : bounds[g + 1]].tolist()) for g in range(len(roots))]
 
-        def find(x: int) -> int:
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
 
-        def union(a: int, b: int) -> None:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)  # the earliest row roots the group
+class _Picked:
+    """Values of some rows of a column, indexed by row number (what ``decide`` reads of the group members)."""
 
-        scopes = keyed.column("scope").to_pylist()
-        keys = keyed.column("key").to_pylist()
-        first: dict[tuple[str | None, str], int] = {}
-        for i, sk in enumerate(zip(scopes, keys, strict=True)):
-            union(first.setdefault(sk, i), i)
-        if n:
-            c = self.config
-            flat = signatures.column("minhash").combine_chunks().flatten()
-            minhash = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint32).reshape(n, c.num_perm)
-            scope_codes = None
-            if c.scope == "source":
-                codes: dict[str | None, int] = {}
-                scope_codes = np.array([codes.setdefault(v, len(codes)) for v in scopes], dtype=np.int64)
-            found = lsh_clusters(minhash, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=scope_codes)
-            for i, j in np.asarray(found.pairs, dtype=np.int64).reshape(-1, 2).tolist():
-                union(i, j)
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i in range(n):
-            groups[find(i)].append(i)
-        return [(_group_id(scopes[root], keys[root]), rows) for root, rows in sorted(groups.items()) if len(rows) > 1]
+    def __init__(self, values: list[Any], at: dict[int, int]) -> None:
+        self._values, self._at = values, at
+
+    def __getitem__(self, row: int) -> Any:
+        return self._values[self._at[row]]
 
 
 def _group_id(scope: str | None, key: str) -> str:
