@@ -253,11 +253,11 @@ def minhash_signatures(
 def _band_keys(minhashes: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per (row, band): a hash of the band's ``rows`` MinHash values."""
     n = minhashes.shape[0]
-    view = minhashes[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
     weights = np.array(_splitmix64(0xBA5D, rows), dtype=np.uint64) | np.uint64(1)
     keys = np.zeros((n, bands), dtype=np.uint64)
     for r in range(rows):
-        keys += view[:, :, r] * weights[r]
+        # value r of every band (column b * rows + r), widened one slot at a time: no uint64 copy of the matrix
+        keys += minhashes[:, r : bands * rows : rows].astype(np.uint64) * weights[r]
     return _fmix64(keys)
 
 
@@ -356,10 +356,14 @@ def lsh_clusters(
     if n < 2:
         return NearDuplicates(np.arange(n), empty, np.zeros(0), 0)
     keys = _band_keys(minhashes, bands, rows)
-    per_band = [_bucket_pairs(keys[:, i], groups, max_pairs_per_member) for i in range(bands)]
-    pairs = np.concatenate(per_band) if per_band else empty
-    if len(pairs):
-        pairs = np.unique(pairs, axis=0)
+    # Candidate pairs as one int64 each (i * n + j), deduplicated band by band: memory holds the distinct
+    # candidates, not every band's copy of them.
+    codes = np.zeros(0, dtype=np.int64)
+    for i in range(bands):
+        band = _bucket_pairs(keys[:, i], groups, max_pairs_per_member)
+        codes = np.union1d(codes, band[:, 0].astype(np.int64) * n + band[:, 1])
+    del keys
+    pairs = np.stack((codes // n, codes % n), axis=1) if codes.size else empty
     if groups is not None and len(pairs):  # band keys were salted with the group; drop any 64-bit collision
         pairs = pairs[groups[pairs[:, 0]] == groups[pairs[:, 1]]]
     candidates = len(pairs)
