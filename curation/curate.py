@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -319,18 +320,41 @@ def _global_step(
 ) -> Iterator[Record]:
     signatures = []
     writer = pq.ParquetWriter(spill_path, RECORD_SCHEMA, compression="lz4")
+    # A step's bulky signature part (MinHash matrices: 512 B a record) goes to a scratch file as it comes,
+    # so memory holds the small columns only; decide reads the matrix back in pieces.
+    matrix_path = spill_path.with_suffix(".minhash")
+    matrix_rows, matrix_width = 0, 0
+    matrix_file = None
     try:
         for batch, sig in _ordered_map(pool, step.signatures_batch, _batched(stream)):
             writer.write_table(to_table(batch))
+            sig, matrix = step.spill(sig)
+            if matrix is not None:
+                if matrix_file is None:
+                    matrix_file = open(matrix_path, "wb")  # noqa: SIM115 (closed in finally)
+                matrix_file.write(np.ascontiguousarray(matrix, dtype="<u4").tobytes())
+                matrix_rows += matrix.shape[0]
+                matrix_width = matrix.shape[1] if matrix.ndim == 2 else matrix_width
             signatures.append(sig)
             report.read += len(batch)
             if progress:
                 progress(f"{step.name} (signatures)", report.read)
     finally:
         writer.close()
+        if matrix_file is not None:
+            matrix_file.close()
     table = pa.concat_tables(signatures) if signatures else step.signature_schema.empty_table()
-    decisions: Decisions = step.decide(table)
+    if matrix_file is not None:
+        from curation.steps.dedup import SpilledMatrix
+
+        if matrix_rows != table.num_rows:
+            raise WorkbenchError(f"{step.name}: {matrix_rows} spilled signature rows for {table.num_rows} records")
+        spilled = SpilledMatrix(str(matrix_path), matrix_rows, matrix_width)
+        decisions: Decisions = step.decide(table, minhash=spilled)  # type: ignore[call-arg]
+    else:
+        decisions = step.decide(table)
     del signatures, table
+    matrix_path.unlink(missing_ok=True)
     report.counters.update(decisions.counters)
     for name, artifact in decisions.artifacts.items():
         sink.artifact(f"{step.name}.{name}", artifact)

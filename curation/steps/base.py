@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
 
 from curation.errors import WorkbenchError
@@ -186,6 +187,15 @@ class GlobalStep(Step):
 
     def decide(self, signatures: pa.Table) -> Decisions:
         raise NotImplementedError
+
+    def spill(self, signatures: pa.Table) -> tuple[pa.Table, np.ndarray | None]:
+        """Split off the bulky part of a signature batch (a MinHash matrix) for the engine to keep on disk.
+
+        Returns the rest of the table and the matrix (rows in table order), or ``(signatures, None)`` when
+        the step keeps everything in memory. A step that spills takes the matrix back as
+        ``decide(table, minhash=SpilledMatrix)``.
+        """
+        return signatures, None
 
     def apply(self, record: Record, verdict: Verdict | None) -> Record | Dropped:
         """Default: drop with the verdict's reason, move split, or pass through."""

@@ -27,7 +27,7 @@ import importlib.util
 import re
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar
@@ -250,14 +250,64 @@ def minhash_signatures(
 # ------------------------------------------------------------------ LSH + clustering
 
 
-def _band_keys(minhashes: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per (row, band): a hash of the band's ``rows`` MinHash values."""
+class SpilledMatrix:
+    """An ``(n, width)`` uint32 MinHash matrix in a scratch file, read in pieces.
+
+    What :func:`lsh_clusters` reads instead of an in-memory matrix when the local engine spills the
+    signatures of a global step (``GlobalStep.spill``): memory then holds the band keys and the
+    candidate pairs, not the 4 * width bytes a record of the matrix.
+    """
+
+    def __init__(self, path: str, n: int, width: int) -> None:
+        self.path, self.n, self.width = path, n, width
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.width)
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start) * self.width
+        return np.fromfile(self.path, dtype="<u4", count=count, offset=4 * start * self.width).reshape(-1, self.width)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        if index.size == 0:
+            return np.empty((0, self.width), dtype="<u4")
+        mapped = np.memmap(self.path, dtype="<u4", mode="r", shape=(self.n, self.width))
+        try:
+            return np.array(mapped[index])  # a copy: the mapping (and its resident pages) goes with ``mapped``
+        finally:
+            mapped._mmap.close()  # type: ignore[attr-defined]
+
+
+_ROW_CHUNK = 65_536
+
+
+def _row_chunks(minhashes: np.ndarray | SpilledMatrix) -> Iterator[tuple[int, np.ndarray]]:
+    n = minhashes.shape[0]
+    for start in range(0, n, _ROW_CHUNK):
+        stop = min(n, start + _ROW_CHUNK)
+        yield start, minhashes.rows(start, stop) if isinstance(minhashes, SpilledMatrix) else minhashes[start:stop]
+
+
+def _take_rows(minhashes: np.ndarray | SpilledMatrix, index: np.ndarray) -> np.ndarray:
+    return minhashes.take(index) if isinstance(minhashes, SpilledMatrix) else minhashes[index]
+
+
+def _band_keys(minhashes: np.ndarray | SpilledMatrix, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per (row, band): a hash of the band's ``rows`` MinHash values (read in row chunks)."""
     n = minhashes.shape[0]
     weights = np.array(_splitmix64(0xBA5D, rows), dtype=np.uint64) | np.uint64(1)
     keys = np.zeros((n, bands), dtype=np.uint64)
-    for r in range(rows):
-        # value r of every band (column b * rows + r), widened one slot at a time: no uint64 copy of the matrix
-        keys += minhashes[:, r : bands * rows : rows].astype(np.uint64) * weights[r]
+    for start, chunk in _row_chunks(minhashes):
+        part = keys[start : start + len(chunk)]
+        for r in range(rows):
+            # value r of every band (column b * rows + r), widened one slot at a time
+            part += chunk[:, r : bands * rows : rows].astype(np.uint64) * weights[r]
     return _fmix64(keys)
 
 
@@ -288,12 +338,17 @@ def _bucket_pairs(keys: np.ndarray, groups: np.ndarray | None, max_pairs_per_mem
     return np.sort(pairs, axis=1)
 
 
-def _estimated_jaccard(minhashes: np.ndarray, pairs: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+def _estimated_jaccard(minhashes: np.ndarray | SpilledMatrix, pairs: np.ndarray, chunk: int = 8_192) -> np.ndarray:
     out = np.empty(len(pairs), dtype=np.float64)
     for s in range(0, len(pairs), chunk):
         p = pairs[s : s + chunk]
-        out[s : s + chunk] = (minhashes[p[:, 0]] == minhashes[p[:, 1]]).mean(axis=1)
+        out[s : s + chunk] = (_take_rows(minhashes, p[:, 0]) == _take_rows(minhashes, p[:, 1])).mean(axis=1)
     return out
+
+
+def _row_similarity(minhashes: np.ndarray | SpilledMatrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard of rows ``a[k]`` and ``b[k]``, in chunks."""
+    return _estimated_jaccard(minhashes, np.stack((np.asarray(a), np.asarray(b)), axis=1).reshape(-1, 2))
 
 
 def _components(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -329,7 +384,7 @@ class NearDuplicates:
 
 
 def lsh_clusters(
-    minhashes: np.ndarray,
+    minhashes: np.ndarray | SpilledMatrix,
     *,
     bands: int = 16,
     rows: int = 8,
@@ -344,7 +399,8 @@ def lsh_clusters(
     connected components of the kept pairs. ``groups`` (one integer per row), when given,
     restricts matching to rows of the same group (e.g. the same source).
     """
-    minhashes = np.asarray(minhashes)
+    if not isinstance(minhashes, SpilledMatrix):
+        minhashes = np.asarray(minhashes)
     if minhashes.ndim != 2:
         raise ValueError(f"minhashes must be a 2-d matrix, got shape {minhashes.shape}")
     if bands * rows > minhashes.shape[1]:
@@ -692,10 +748,15 @@ class NearDedup(GlobalStep):
             schema=self.signature_schema,
         )
 
-    def decide(self, signatures: pa.Table) -> Decisions:
+    def spill(self, signatures: pa.Table) -> tuple[pa.Table, np.ndarray | None]:
+        """The signature table without its MinHash column, and that column as a matrix (for a scratch file)."""
+        mh = _fixed_width_matrix(signatures.column("minhash"), signatures.num_rows, self.config.num_perm)
+        return signatures.drop_columns(["minhash"]), mh
+
+    def decide(self, signatures: pa.Table, *, minhash: SpilledMatrix | None = None) -> Decisions:
         c = self.config
         n = signatures.num_rows
-        mh = _fixed_width_matrix(signatures.column("minhash"), n, c.num_perm)
+        mh = minhash if minhash is not None else _fixed_width_matrix(signatures.column("minhash"), n, c.num_perm)
         groups = _group_codes(signatures.column("source").to_pylist()) if c.scope == "source" and n else None
         found = lsh_clusters(mh, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=groups)
         decisions = _resolve(
@@ -703,7 +764,7 @@ class NearDedup(GlobalStep):
             signatures,
             c.split_priority,
             reason="near_duplicate",
-            similarity=lambda members, kept: (mh[members] == mh[kept]).mean(axis=1),
+            similarity=lambda members, kept: _row_similarity(mh, members, kept),
             detail=lambda sim, kept_id: f"jaccard≈{sim:.2f} with {kept_id}",
         )
         decisions.counters["candidate_pairs"] = found.candidates

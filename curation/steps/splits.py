@@ -41,7 +41,7 @@ from curation.steps.base import (
     option,
     register_step,
 )
-from curation.steps.dedup import _components, lsh_clusters, minhash_signatures
+from curation.steps.dedup import SpilledMatrix, _components, lsh_clusters, minhash_signatures
 
 LEAK_REASON = "split_leak"
 
@@ -193,8 +193,15 @@ class LeakFreeSplits(GlobalStep):
 
     # ---------------------------------------------------------- decide (once)
 
-    def decide(self, signatures: pa.Table) -> Decisions:
-        groups = self._groups(signatures)
+    def spill(self, signatures: pa.Table) -> tuple[pa.Table, np.ndarray | None]:
+        if not self.config.near:
+            return signatures, None
+        n = signatures.num_rows
+        flat = signatures.column("minhash").combine_chunks().flatten().to_numpy()
+        return signatures.drop_columns(["minhash"]), flat.astype("<u4", copy=False).reshape(n, self.config.num_perm)
+
+    def decide(self, signatures: pa.Table, *, minhash: SpilledMatrix | None = None) -> Decisions:
+        groups = self._groups(signatures, minhash)
         # Only the rows of a group become Python values: memory grows with the candidates, not the data.
         rows_in = sorted({i for _, members in groups for i in members})
         take = pa.array(rows_in, type=pa.int64())
@@ -243,7 +250,7 @@ class LeakFreeSplits(GlobalStep):
         decisions.artifacts["leaks"] = pa.Table.from_pylist(rows, schema=LEAKS_SCHEMA)
         return decisions
 
-    def _groups(self, signatures: pa.Table) -> list[tuple[str, list[int]]]:
+    def _groups(self, signatures: pa.Table, minhash: SpilledMatrix | None = None) -> list[tuple[str, list[int]]]:
         """Groups of rows (in first-seen order, members in row order) that could leak: more than one split."""
         # Arrow joins never match null keys, so "one scope for all" is the empty string.
         scope = (
@@ -274,9 +281,11 @@ class LeakFreeSplits(GlobalStep):
             ):
                 by_key[(scope_v, key)].append(row)
             return [(_group_id(scope_v, key), rows) for (scope_v, key), rows in by_key.items()]
-        return self._near_groups(signatures, keyed)
+        return self._near_groups(signatures, keyed, minhash)
 
-    def _near_groups(self, signatures: pa.Table, keyed: pa.Table) -> list[tuple[str, list[int]]]:
+    def _near_groups(
+        self, signatures: pa.Table, keyed: pa.Table, spilled: SpilledMatrix | None = None
+    ) -> list[tuple[str, list[int]]]:
         """Exact groups joined with the MinHash LSH clusters of :mod:`curation.steps.dedup` (connected components).
 
         Vectorised: rows with the same (scope, key) are joined to the first such row, LSH pairs to each
@@ -294,8 +303,12 @@ class LeakFreeSplits(GlobalStep):
         rows = np.arange(n, dtype=np.int64)
         same_key = np.stack([first_of, rows], axis=1)[first_of != rows]
         minhash = (
-            signatures.column("minhash").combine_chunks().flatten().to_numpy().astype(np.uint32, copy=False)
-        ).reshape(n, c.num_perm)
+            spilled
+            if spilled is not None
+            else signatures.column("minhash").combine_chunks().flatten().to_numpy().astype(np.uint32, copy=False)
+        )
+        if spilled is None:
+            minhash = minhash.reshape(n, c.num_perm)
         scope_codes = None
         if c.scope == "source":
             scope_codes = pc.dictionary_encode(keyed.column("scope")).combine_chunks().indices.to_numpy()

@@ -343,3 +343,20 @@ def test_semantic_dedup_finds_paraphrase_level_copies(ge):
     assert {c["id"] for c in copies} == {d.record["id"] for d in dropped}
     assert all(d.reason == "semantic_duplicate" and "cosine≈" in d.detail for d in dropped)
     assert decisions.artifacts["clusters"].schema == CLUSTERS_SCHEMA
+
+
+def test_lsh_on_a_spilled_matrix_finds_what_the_in_memory_one_finds(tmp_path):
+    """The local engine keeps MinHash matrices in a scratch file; read in pieces, the clusters are the same."""
+    from curation.steps.dedup import SpilledMatrix, lsh_clusters, minhash_signatures
+
+    base = [f"the quick brown fox number {i} jumps over the lazy dog near the river bank today" for i in range(300)]
+    texts = base + [t + " again" for t in base[:150]]
+    mh = minhash_signatures(texts, num_perm=128, ngram=3)
+    path = tmp_path / "m.minhash"
+    path.write_bytes(mh.astype("<u4").tobytes())
+    spilled = SpilledMatrix(str(path), *mh.shape)
+    assert (spilled.rows(10, 20) == mh[10:20]).all() and (spilled.take([5, 2, 299]) == mh[[5, 2, 299]]).all()
+    a = lsh_clusters(mh, bands=16, rows=8, threshold=0.5)
+    b = lsh_clusters(spilled, bands=16, rows=8, threshold=0.5)
+    assert (a.labels == b.labels).all() and (a.pairs == b.pairs).all() and a.candidates == b.candidates
+    assert len(a.pairs) >= 150  # the copies were found
