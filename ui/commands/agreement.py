@@ -10,7 +10,7 @@ import typer
 
 from ui import state
 
-_TITLES = {"human_human": "human-human", "human_llm": "human-LLM", "llm_gold": "LLM-gold"}
+_TITLES = {"human_human": "human-human", "human_llm": "human-machine", "llm_gold": "machine-gold"}
 
 
 def agreement(
@@ -77,7 +77,8 @@ def _print_report(report: dict[str, Any]) -> None:
     for name, rep in report["tasks"].items():
         con.print(
             f"[bold]{name}[/bold] ({rep['kind']}, {rep['level']} alpha): {rep['units']:,} units; "
-            f"{len(rep['coders']['human'])} human, {len(rep['coders']['llm'])} LLM, {len(rep['coders']['gold'])} gold"
+            f"{len(rep['coders']['human'])} human, {len(rep['coders']['llm'])} machine (LLM or model), "
+            f"{len(rep['coders']['gold'])} gold"
             + (f"; {rep['conflicts']:,} units where one coder gave several labels" if rep["conflicts"] else "")
         )
         summary = Table(title=f"{name}: agreement", title_justify="left")
