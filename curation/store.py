@@ -886,21 +886,20 @@ class SnapshotWriter:
         self._layer_buffer = []
         for batch in table.to_batches():
             self._hashes["layer"].update(batch.serialize())
+        self._open_layer().write_table(table, row_group_size=self.batch_rows)
+        self._layer_rows += table.num_rows
+
+    def _open_layer(self) -> pq.ParquetWriter:
         if self._layer_pq is None:
             self.store.fs.makedirs(f"{self.tmp}/layer", exist_ok=True)
             self._layer_file = HashingFile(self.store.fs.open(f"{self.tmp}/{LAYER_PATH}", "wb"))
             self._layer_pq = pq.ParquetWriter(self._layer_file, LAYER_SCHEMA, compression="zstd")
-        self._layer_pq.write_table(table, row_group_size=self.batch_rows)
-        self._layer_rows += table.num_rows
+        return self._layer_pq
 
     def _close_layer(self) -> dict[str, Any]:
         """Close the layer file (an empty one if no label changed) and describe it for the manifest."""
         self._flush_layer()
-        if self._layer_pq is None:
-            self.store.fs.makedirs(f"{self.tmp}/layer", exist_ok=True)
-            self._layer_file = HashingFile(self.store.fs.open(f"{self.tmp}/{LAYER_PATH}", "wb"))
-            self._layer_pq = pq.ParquetWriter(self._layer_file, LAYER_SCHEMA, compression="zstd")
-        self._layer_pq.close()
+        self._open_layer().close()
         self._layer_file.close()
         self._layer_pq = None
         return {"path": LAYER_PATH, "rows": self._layer_rows, **self._layer_file.record()}
