@@ -374,7 +374,7 @@ def _intervals(
         )
         out["mae"] = est.to_dict()
         scale = _scale(task)
-        for name in ("rmse", "pearson", "spearman", "kappa_quadratic"):
+        for name in ("rmse", "pearson", "spearman", "kappa", "kappa_quadratic"):
             est = bootstrap_statistic(
                 lambda i, name=name: score_metrics(gold_scores[i], pred_scores[i], scale=scale)[name],
                 index,
