@@ -527,27 +527,31 @@ def _resolve(
     cluster_index[kept_unique] = np.arange(kept_unique.size)
     cid = cluster_index[kept_pos]
     listing = np.lexsort((rank, cid))
-    rows: dict[str, list[Any]] = {f.name: [] for f in CLUSTERS_SCHEMA}
+    # The clusters table is built column by column in Arrow (no Python row per member).
+    member_rows, kept_rows = members[listing], kept_of[listing]
+    decisions.artifacts["clusters"] = pa.table(
+        {
+            "cluster_id": pa.array(cid[listing], pa.int64()),
+            "id": sig.column("id").take(pa.array(member_rows)),
+            "source": sig.column("source").take(pa.array(member_rows)),
+            "split": sig.column("split").take(pa.array(member_rows)),
+            "kept": pa.array(member_rows == kept_rows),
+            "kept_id": sig.column("id").take(pa.array(kept_rows)),
+            "similarity": pa.array(np.round(sim[listing], 4), pa.float64()),
+        },
+        schema=CLUSTERS_SCHEMA,
+    )
     cross_split: set[int] = set()
     cross_source: set[int] = set()
-    for pos in listing:
-        m, k = int(pos), int(kept_pos[pos])  # positions in members
+    for pos in np.flatnonzero(kept_pos != np.arange(m_count)).tolist():
+        m, k = pos, int(kept_pos[pos])  # positions in members
         c = int(cid[pos])
-        rows["cluster_id"].append(c)
-        rows["id"].append(ids[m])
-        rows["source"].append(sources[m])
-        rows["split"].append(splits[m])
-        rows["kept"].append(m == k)
-        rows["kept_id"].append(ids[k])
-        rows["similarity"].append(round(float(sim[pos]), 4))
-        if m != k:
-            decisions.verdicts[ids[m]] = Verdict(drop=reason, detail=detail(float(sim[pos]), ids[k]))
-            if splits[m] != splits[k]:
-                cross_split.add(c)
-                decisions.counters[f"duplicates_{splits[m]}_of_{splits[k]}"] += 1
-            if sources[m] != sources[k]:
-                cross_source.add(c)
-    decisions.artifacts["clusters"] = pa.Table.from_pydict(rows, schema=CLUSTERS_SCHEMA)
+        decisions.verdicts[ids[m]] = Verdict(drop=reason, detail=detail(float(sim[pos]), ids[k]))
+        if splits[m] != splits[k]:
+            cross_split.add(c)
+            decisions.counters[f"duplicates_{splits[m]}_of_{splits[k]}"] += 1
+        if sources[m] != sources[k]:
+            cross_source.add(c)
     decisions.counters["clusters"] = int(kept_unique.size)
     decisions.counters["duplicates"] = int(members.size - kept_unique.size)
     decisions.counters["cross_split_clusters"] = len(cross_split)
