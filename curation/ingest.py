@@ -48,13 +48,18 @@ def ingest(
     tag: str | None = None,
     on_error: OnError = "raise",
     progress: ProgressCallback | None = None,
+    inputs: list[dict[str, Any]] | None = None,
 ) -> IngestResult:
-    """Read ``paths`` with the adapter for ``source`` into a new snapshot (tagged ``tag``)."""
+    """Read ``paths`` with the adapter for ``source`` into a new snapshot (tagged ``tag``).
+
+    ``inputs``: :func:`describe_inputs` of ``paths`` when the caller has it already (each file is hashed once).
+    """
     if on_error not in ("raise", "skip"):
         raise WorkbenchError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     adapter = get_adapter(source)
     resolved = require_paths([Path(p) for p in paths])
-    inputs = describe_inputs(resolved)
+    if inputs is None:
+        inputs = describe_inputs(resolved)
     step = {
         "kind": "ingest",
         # Hashed into the snapshot id: what was done, not where the files lay.

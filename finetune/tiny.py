@@ -40,10 +40,7 @@ QWEN2_5_0_5B = {
     "vocab_size": 151936,
 }
 # The scaled-down shape the benchmarks use on CPU (Qwen2.5's vocabulary, so the bundled tokenizer fits).
-BENCH_CPU_SHAPE = {
-    "hidden_size": 256,
-    "intermediate_size": 704,
-    "num_hidden_layers": 4,
+_SMALL_QWEN = {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "max_position_embeddings": 4096,
@@ -51,17 +48,8 @@ BENCH_CPU_SHAPE = {
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": True,
 }
-TINY = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-    "rope_theta": 1000000.0,
-    "rms_norm_eps": 1e-6,
-    "tie_word_embeddings": True,
-}
+BENCH_CPU_SHAPE = {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, **_SMALL_QWEN}
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, **_SMALL_QWEN}
 
 
 def scaled_config(shape: dict[str, Any], *, vocab_size: int, **overrides: Any) -> Any:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import mmap
 import re
 import sys
 import unicodedata
@@ -277,11 +278,12 @@ class SpilledMatrix:
         index = np.asarray(index, dtype=np.int64)
         if index.size == 0:
             return np.empty((0, self.width), dtype="<u4")
-        mapped = np.memmap(self.path, dtype="<u4", mode="r", shape=(self.n, self.width))
-        try:
-            return np.array(mapped[index])  # a copy: the mapping (and its resident pages) goes with ``mapped``
-        finally:
-            mapped._mmap.close()  # type: ignore[attr-defined]
+        # a short-lived map: its resident pages leave with it; fancy indexing copies the rows out first
+        with open(self.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = np.frombuffer(mapped, dtype="<u4").reshape(self.n, self.width)
+            rows = view[index]
+            del view
+        return rows
 
 
 _ROW_CHUNK = 65_536

@@ -153,7 +153,13 @@ def _run_stages(cfg: Any, store: Any, memo: Memo) -> None:
             continue
         with record_progress(f"ingest {stage.source}") as progress:
             result = ingest(
-                stage.source, stage.paths, store=store, tag=stage.tag, on_error=stage.on_error, progress=progress
+                stage.source,
+                stage.paths,
+                store=store,
+                tag=stage.tag,
+                on_error=stage.on_error,
+                progress=progress,
+                inputs=files,
             )
         memo.keep(key, f"ingest {stage.source}", "ingest", result.snapshot_id)
         results.append(result)
