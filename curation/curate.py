@@ -187,8 +187,6 @@ def curate(
                 writer.add(rec)  # the writer refuses repeated ids at commit
             for st, rep in zip(writer.steps, reports, strict=True):
                 st.update(rep.to_manifest())
-            for name, table in sink.artifacts.items():
-                writer.attach(name, table)
             sid = writer.commit()
             reused = writer.reused
     manifest = store.manifest(sid)
@@ -343,7 +341,8 @@ def _global_step(
         writer.close()
         if matrix_file is not None:
             matrix_file.close()
-    table = pa.concat_tables(signatures) if signatures else step.signature_schema.empty_table()
+    table = _one_chunk(signatures, step.signature_schema)
+    _release_freed_memory()  # the record batches' buffers, before decide's peak
     if matrix_file is not None:
         from curation.steps.dedup import SpilledMatrix
 
@@ -361,9 +360,10 @@ def _global_step(
         sink.artifact(f"{step.name}.{name}", artifact)
     seen = 0
     for batch in pq.ParquetFile(spill_path).iter_batches(batch_size=BATCH):
-        for rec in from_batch(batch):
+        records = from_batch(batch)
+        for rec, verdict in zip(records, decisions.verdicts.get_many([r["id"] for r in records]), strict=True):
             seen += 1
-            item = step.apply(rec, decisions.verdicts.get(rec["id"]))
+            item = step.apply(rec, verdict)
             if isinstance(item, Dropped):
                 report.dropped[item.reason] += 1
                 sink.drop(item, step.name)
@@ -375,13 +375,29 @@ def _global_step(
     spill_path.unlink(missing_ok=True)
 
 
+def _one_chunk(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The signature batches as one table of one chunk per column, combined a column at a time.
+
+    ``decide`` takes rows of these columns; a take on a column of many chunks copies the whole column
+    first, each time. Emptying the list as it goes keeps the peak at one column's copy.
+    """
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables(tables)
+    tables.clear()
+    for i, name in enumerate(table.column_names):
+        table = table.set_column(i, name, table.column(i).combine_chunks())
+    return table
+
+
 def _release_freed_memory() -> None:
     """Hand the memory a global step's decision freed back to the OS (glibc keeps freed heap pages otherwise),
-    so the next step's peak does not stack on the last one's. A no-op where there is no glibc."""
+    so the next step's peak does not stack on the last one's (malloc_trim: a no-op where there is no glibc)."""
     import ctypes
     import gc
 
     gc.collect()
+    pa.default_memory_pool().release_unused()  # Arrow's allocator (mimalloc, jemalloc) keeps freed pages too
     with suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -404,6 +420,9 @@ class _WriterSink(_Sink):
 
     def drop(self, item: Dropped, step: str) -> None:
         self.writer.drop(item.record, step=step, reason=item.reason, detail=item.detail)
+
+    def artifact(self, name: str, table: pa.Table) -> None:
+        self.writer.attach(name, table)  # written now: a clusters table is not held through the later steps
 
 
 class _CountingSink(_Sink):

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from curation.curate import BATCH, CurateResult, StepReport, _batched
 from curation.errors import WorkbenchError
 from curation.record import RECORD_SCHEMA, Record, from_batch, to_table
-from curation.steps.base import Dropped, GlobalStep, RecordStep, Step, Verdict
+from curation.steps.base import Dropped, GlobalStep, RecordStep, Step, Verdicts
 from curation.store import SnapshotStore
 
 INSTALL_HINT = "pip install 'workbench[ray]'  (or: pip install 'ray[data]==2.60.*')"
@@ -272,7 +272,7 @@ def _record_step_batch(batch: pa.Table, *, step: RecordStep, index: int, schema:
     )
 
 
-_VERDICTS: dict[str, dict[str, Verdict]] = {}
+_VERDICTS: dict[str, Verdicts] = {}
 
 
 def _global_step_batch(
@@ -289,7 +289,8 @@ def _global_step_batch(
         _VERDICTS.clear()
         _VERDICTS[key] = ray.get(ref)
     by_id = _VERDICTS[key]
-    results = [step.apply(r, by_id.get(r["id"])) for r in records]
+    found = by_id.get_many([r["id"] for r in records])
+    results = [step.apply(r, v) for r, v in zip(records, found, strict=True)]
     return _merge(batch, live, results, index, schema)
 
 

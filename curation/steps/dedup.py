@@ -35,10 +35,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.errors import WorkbenchError
 from curation.record import SPLITS, Record, text_of
-from curation.steps.base import ConfigError, Decisions, GlobalStep, StepConfig, Verdict, option, register_step
+from curation.steps.base import ConfigError, Decisions, GlobalStep, StepConfig, option, register_step
 
 DEFAULT_SPLIT_PRIORITY = ("test", "validation", "train")
 _DIGITS = re.compile(r"([0-9]+)")
@@ -286,7 +287,8 @@ class SpilledMatrix:
         return rows
 
 
-_ROW_CHUNK = 65_536
+_ROW_CHUNK = 16_384  # rows of a spilled matrix read at once: 8 MB at 128 permutations
+_BANDS_AT_ONCE = 4  # band keys in memory at once: 8 bytes a record each (a spilled matrix is read bands/4 times)
 
 
 def _row_chunks(minhashes: np.ndarray | SpilledMatrix) -> Iterator[tuple[int, np.ndarray]]:
@@ -300,16 +302,21 @@ def _take_rows(minhashes: np.ndarray | SpilledMatrix, index: np.ndarray) -> np.n
     return minhashes.take(index) if isinstance(minhashes, SpilledMatrix) else minhashes[index]
 
 
-def _band_keys(minhashes: np.ndarray | SpilledMatrix, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per (row, band): a hash of the band's ``rows`` MinHash values (read in row chunks)."""
+def _band_keys(minhashes: np.ndarray | SpilledMatrix, bands: range, rows: int) -> np.ndarray:
+    """One 64-bit key per (row, band) for the bands in ``bands``: a hash of the band's ``rows`` MinHash values.
+
+    The matrix is read in row chunks; a caller takes a few bands at a time, so memory holds 8 bytes a
+    record per band asked for, not per band of the signature.
+    """
     n = minhashes.shape[0]
     weights = np.array(_splitmix64(0xBA5D, rows), dtype=np.uint64) | np.uint64(1)
-    keys = np.zeros((n, bands), dtype=np.uint64)
+    lo, hi = bands.start * rows, bands.stop * rows
+    keys = np.zeros((n, len(bands)), dtype=np.uint64)
     for start, chunk in _row_chunks(minhashes):
         part = keys[start : start + len(chunk)]
         for r in range(rows):
-            # value r of every band (column b * rows + r), widened one slot at a time
-            part += chunk[:, r : bands * rows : rows].astype(np.uint64) * weights[r]
+            # value r of every band asked for (column b * rows + r), widened one slot at a time
+            part += chunk[:, lo + r : hi : rows].astype(np.uint64) * weights[r]
     return _fmix64(keys)
 
 
@@ -323,7 +330,7 @@ def _bucket_pairs(keys: np.ndarray, groups: np.ndarray | None, max_pairs_per_mem
     n = keys.size
     if groups is not None:
         keys = _fmix64(keys ^ (groups.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
-    order = np.lexsort((np.arange(n), keys))
+    order = np.argsort(keys, kind="stable")  # ties in row order
     k = keys[order]
     same_as_prev = np.concatenate(([False], k[1:] == k[:-1]))
     bucket = np.cumsum(~same_as_prev)
@@ -413,14 +420,16 @@ def lsh_clusters(
     empty = np.zeros((0, 2), dtype=np.int64)
     if n < 2:
         return NearDuplicates(np.arange(n), empty, np.zeros(0), 0)
-    keys = _band_keys(minhashes, bands, rows)
     # Candidate pairs as one int64 each (i * n + j), deduplicated band by band: memory holds the distinct
-    # candidates, not every band's copy of them.
+    # candidates, not every band's copy of them. Band keys are made _BANDS_AT_ONCE bands at a time.
     codes = np.zeros(0, dtype=np.int64)
-    for i in range(bands):
-        band = _bucket_pairs(keys[:, i], groups, max_pairs_per_member)
-        codes = np.union1d(codes, band[:, 0].astype(np.int64) * n + band[:, 1])
-    del keys
+    for first in range(0, bands, _BANDS_AT_ONCE):
+        keys = _band_keys(minhashes, range(first, min(bands, first + _BANDS_AT_ONCE)), rows)
+        for i in range(keys.shape[1]):
+            band = _bucket_pairs(keys[:, i], groups, max_pairs_per_member)
+            codes = np.union1d(codes, band[:, 0].astype(np.int64) * n + band[:, 1])
+            del band
+        del keys
     pairs = np.stack((codes // n, codes % n), axis=1) if codes.size else empty
     if groups is not None and len(pairs):  # band keys were salted with the group; drop any 64-bit collision
         pairs = pairs[groups[pairs[:, 0]] == groups[pairs[:, 1]]]
@@ -473,11 +482,6 @@ def _fixed_width_matrix(column: pa.ChunkedArray | pa.Array, n: int, width: int) 
     return _fixed_width_bytes(column, n, 4 * width, what="near_dedup signatures").view("<u4")
 
 
-def _split_rank(splits: Sequence[str], priority: Sequence[str]) -> np.ndarray:
-    where = {s: i for i, s in enumerate(priority)}
-    return np.fromiter((where.get(s, len(priority)) for s in splits), dtype=np.int64, count=len(splits))
-
-
 def _resolve(
     labels: np.ndarray,
     sig: pa.Table,
@@ -485,12 +489,14 @@ def _resolve(
     *,
     reason: str,
     similarity: Any,
-    detail: Any,
+    detail: str,
 ) -> Decisions:
     """Verdicts, the clusters table and counters from one component label per signature row.
 
     ``similarity(members, kept)`` gives each member's similarity to its kept row (index arrays);
-    ``detail(sim, kept_id)`` the drop detail.
+    ``detail`` is the drop detail's template, ``{sim}`` and ``{kept}`` (the kept copy's id) filled in.
+    Only the rows in a cluster are looked at, and as Arrow and numpy columns, not Python values: memory
+    grows with the duplicates, by tens of bytes each.
     """
     n = sig.num_rows
     decisions = Decisions()
@@ -504,21 +510,26 @@ def _resolve(
         decisions.artifacts["clusters"] = CLUSTERS_SCHEMA.empty_table()
         decisions.counters["clusters"] = 0
         return decisions
-    # Only the rows in a cluster become Python values (memory grows with the duplicates, not the data).
     take = pa.array(members)
-    ids = sig.column("id").take(take).to_pylist()
-    splits = sig.column("split").take(take).to_pylist()
-    sources = sig.column("source").take(take).to_pylist()
+    ids = sig.column("id").take(take)
+    split_names, split_codes = _codes(sig.column("split").take(take))
+    source_codes = _codes(sig.column("source").take(take))[1]
     m_count = members.size
-    # Rank the members by (split priority, id); the kept row of a cluster is its lowest rank.
-    id_rank = np.empty(m_count, dtype=np.int64)
-    id_rank[sorted(range(m_count), key=lambda i: _natural_key(ids[i]))] = np.arange(m_count)
-    order = np.lexsort((id_rank, _split_rank(splits, priority)))
+    # Rank the members by (split priority, id in natural order); the kept row of a cluster is its lowest rank.
+    where = {s: i for i, s in enumerate(priority)}
+    split_rank = np.array([where.get(s, len(priority)) for s in split_names], dtype=np.int64)[split_codes]
+    order = pc.sort_indices(
+        pa.table({"split": split_rank, "id": _natural_keys(ids), "pos": np.arange(m_count)}),
+        sort_keys=[("split", "ascending"), ("id", "ascending"), ("pos", "ascending")],
+    ).to_numpy()
+    del split_rank
     rank = np.empty(m_count, dtype=np.int64)
     rank[order] = np.arange(m_count)
+    member_labels = labels[members]
     best = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(best, labels[members], rank)
-    kept_pos = order[best[labels[members]]]  # per member: the position (in members) of its kept row
+    np.minimum.at(best, member_labels, rank)
+    kept_pos = order[best[member_labels]]  # per member: the position (in members) of its kept row
+    del best, member_labels, order
     kept_of = members[kept_pos]
     sim = np.asarray(similarity(members, kept_of), dtype=np.float64)
     sim[members == kept_of] = 1.0
@@ -529,6 +540,7 @@ def _resolve(
     cluster_index[kept_unique] = np.arange(kept_unique.size)
     cid = cluster_index[kept_pos]
     listing = np.lexsort((rank, cid))
+    del rank, cluster_index
     # The clusters table is built column by column in Arrow (no Python row per member).
     member_rows, kept_rows = members[listing], kept_of[listing]
     decisions.artifacts["clusters"] = pa.table(
@@ -543,27 +555,79 @@ def _resolve(
         },
         schema=CLUSTERS_SCHEMA,
     )
-    cross_split: set[int] = set()
-    cross_source: set[int] = set()
-    for pos in np.flatnonzero(kept_pos != np.arange(m_count)).tolist():
-        m, k = pos, int(kept_pos[pos])  # positions in members
-        c = int(cid[pos])
-        decisions.verdicts[ids[m]] = Verdict(drop=reason, detail=detail(float(sim[pos]), ids[k]))
-        if splits[m] != splits[k]:
-            cross_split.add(c)
-            decisions.counters[f"duplicates_{splits[m]}_of_{splits[k]}"] += 1
-        if sources[m] != sources[k]:
-            cross_source.add(c)
+    del listing, member_rows, kept_rows, kept_of
+    dropped = np.flatnonzero(kept_pos != np.arange(m_count))  # positions in members
+    kept_of_dropped = kept_pos[dropped]
+    decisions.verdicts.add_drops(
+        ids.take(pa.array(dropped)),
+        reason=reason,
+        detail=detail,
+        kept_ids=ids.take(pa.array(kept_of_dropped)),
+        similarity=sim[dropped],
+    )
+    split_from, split_to = split_codes[dropped], split_codes[kept_of_dropped]
+    across = split_from != split_to
+    pairs, counts = np.unique(np.stack((split_from[across], split_to[across]), axis=1), axis=0, return_counts=True)
+    for (a, b), count in zip(pairs.tolist(), counts.tolist(), strict=True):
+        decisions.counters[f"duplicates_{split_names[a]}_of_{split_names[b]}"] += count
     decisions.counters["clusters"] = int(kept_unique.size)
     decisions.counters["duplicates"] = int(members.size - kept_unique.size)
-    decisions.counters["cross_split_clusters"] = len(cross_split)
-    decisions.counters["cross_source_clusters"] = len(cross_source)
+    decisions.counters["cross_split_clusters"] = int(np.unique(cid[dropped][across]).size)
+    decisions.counters["cross_source_clusters"] = int(
+        np.unique(cid[dropped][source_codes[dropped] != source_codes[kept_of_dropped]]).size
+    )
     return decisions
 
 
-def _natural_key(record_id: str) -> tuple[Any, ...]:
-    """Ids in natural order ("train:36" before "train:111"), so the kept copy is the one a person expects."""
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(record_id)))
+def _first_of_equal(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """For each row, the smallest row index whose values in all of ``keys`` (arrays of one length) equal its own."""
+    n = len(keys[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort(keys)
+    same = np.ones(n - 1, dtype=bool)
+    for k in keys:
+        sorted_k = k[order]
+        same &= sorted_k[1:] == sorted_k[:-1]
+        del sorted_k
+    group = np.cumsum(np.concatenate(([True], ~same)))
+    labels = np.empty(n, dtype=np.int64)
+    first = np.full(group[-1] + 1, n)
+    np.minimum.at(first, group, order)
+    labels[order] = first[group]
+    return labels
+
+
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[list[str], np.ndarray]:
+    """The distinct values of a string column and each row's index into them."""
+    encoded = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = encoded.dictionary_encode()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _natural_key(record_id: str) -> str:
+    """A string that sorts ids in natural order ("train:36" before "train:111"), so the kept copy is the
+    one a person expects: each run of digits becomes NUL, its length (leading zeros dropped) and the digits.
+
+    Compared as strings, these keys order ids as the tuples ``("train:", 36, "")`` would.
+    """
+    return _DIGITS.sub(lambda m: _number_key(m.group(0)), record_id)
+
+
+def _number_key(digits: str) -> str:
+    stripped = digits.lstrip("0")
+    return "\x00" + chr(1 + len(stripped)) + stripped
+
+
+def _natural_keys(ids: pa.Array | pa.ChunkedArray, chunk: int = 8_192) -> pa.ChunkedArray:
+    """:func:`_natural_key` of each id, as Arrow strings (a slice of Python strings at a time, never all)."""
+    return pa.chunked_array(
+        [
+            pa.array([_natural_key(i) for i in ids.slice(s, chunk).to_pylist()], pa.string())
+            for s in range(0, len(ids), chunk)
+        ],
+        pa.string(),
+    )
 
 
 def _check_priority(priority: Sequence[str]) -> None:
@@ -644,30 +708,20 @@ class ExactDedup(GlobalStep):
                 self.config.split_priority,
                 reason="",
                 similarity=None,
-                detail=None,
+                detail="",
             )
         raw = _fixed_width_bytes(signatures.column("digest"), n, 16, what="exact_dedup digests")
         digests = raw.reshape(-1).view(np.dtype([("hi", ">u8"), ("lo", ">u8")]))
         keys: list[np.ndarray] = [digests["lo"], digests["hi"]]
         if self.config.scope == "source":
             keys.append(_group_codes(signatures.column("source").to_pylist()))
-        order = np.lexsort(keys)
-        same = np.ones(n - 1, dtype=bool)
-        for k in keys:
-            same &= k[order][1:] == k[order][:-1]
-        # Label of each row: the smallest row index among its identical rows.
-        group = np.cumsum(np.concatenate(([True], ~same)))
-        labels = np.empty(n, dtype=np.int64)
-        first = np.full(group[-1] + 1, n)
-        np.minimum.at(first, group, order)
-        labels[order] = first[group]
         return _resolve(
-            labels,
+            _first_of_equal(keys),
             signatures,
             self.config.split_priority,
             reason="exact_duplicate",
             similarity=lambda members, kept: np.ones(members.size),
-            detail=lambda sim, kept_id: f"same text as {kept_id}",
+            detail="same text as {kept}",
         )
 
 
@@ -771,7 +825,7 @@ class NearDedup(GlobalStep):
             c.split_priority,
             reason="near_duplicate",
             similarity=lambda members, kept: _row_similarity(mh, members, kept),
-            detail=lambda sim, kept_id: f"jaccard≈{sim:.2f} with {kept_id}",
+            detail="jaccard≈{sim:.2f} with {kept}",
         )
         decisions.counters["candidate_pairs"] = found.candidates
         decisions.counters["verified_pairs"] = len(found.pairs)
@@ -886,7 +940,7 @@ class SemanticDedup(GlobalStep):
             c.split_priority,
             reason="semantic_duplicate",
             similarity=lambda members, kept: np.einsum("ij,ij->i", emb[members], emb[kept]),
-            detail=lambda sim, kept_id: f"cosine≈{sim:.3f} with {kept_id}",
+            detail="cosine≈{sim:.3f} with {kept}",
         )
         decisions.counters["similar_pairs"] = len(pairs)
         return decisions

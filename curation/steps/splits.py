@@ -41,7 +41,15 @@ from curation.steps.base import (
     option,
     register_step,
 )
-from curation.steps.dedup import SpilledMatrix, _components, lsh_clusters, minhash_signatures
+from curation.steps.dedup import (
+    SpilledMatrix,
+    _codes,
+    _components,
+    _first_of_equal,
+    _fixed_width_bytes,
+    lsh_clusters,
+    minhash_signatures,
+)
 
 LEAK_REASON = "split_leak"
 
@@ -256,7 +264,7 @@ class LeakFreeSplits(GlobalStep):
         scope = (
             signatures.column("source")
             if self.config.scope == "source"
-            else pa.array([""] * len(signatures), pa.string())
+            else pa.repeat(pa.scalar("", pa.string()), len(signatures))
         )
         keyed = pa.table(
             {
@@ -296,12 +304,17 @@ class LeakFreeSplits(GlobalStep):
         if n == 0:
             return []
         c = self.config
-        scope_key = pc.binary_join_element_wise(keyed.column("scope"), keyed.column("key"), "\x00")
-        codes = pc.dictionary_encode(scope_key).combine_chunks().indices.to_numpy().astype(np.int64)
-        _, first = np.unique(codes, return_index=True)
-        first_of = first[codes]
-        rows = np.arange(n, dtype=np.int64)
-        same_key = np.stack([first_of, rows], axis=1)[first_of != rows]
+        # Rows with the same (scope, key) join the earliest such row. The key is a 32-hex-digit digest:
+        # compared as four 64-bit words after a sort, not hashed into an Arrow dictionary (~4x the memory).
+        words = _fixed_width_bytes(keyed.column("key"), n, 32, what="leak_free_splits keys").view(">u8")
+        columns = [words[:, i] for i in range(words.shape[1])]
+        if c.scope == "source":
+            columns.append(_codes(keyed.column("scope"))[1])
+        first_of = _first_of_equal(columns)  # each row's earliest row with the same (scope, key)
+        del words, columns
+        dup = np.flatnonzero(first_of != np.arange(n))
+        same_key = np.stack([first_of[dup], dup], axis=1)
+        del first_of, dup
         minhash = (
             spilled
             if spilled is not None
@@ -309,16 +322,19 @@ class LeakFreeSplits(GlobalStep):
         )
         if spilled is None:
             minhash = minhash.reshape(n, c.num_perm)
-        scope_codes = None
-        if c.scope == "source":
-            scope_codes = pc.dictionary_encode(keyed.column("scope")).combine_chunks().indices.to_numpy()
-            scope_codes = scope_codes.astype(np.int64)
+        scope_codes = _codes(keyed.column("scope"))[1] if c.scope == "source" else None
         found = lsh_clusters(minhash, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=scope_codes)
         del minhash
         pairs = np.concatenate([same_key, np.asarray(found.pairs, dtype=np.int64).reshape(-1, 2)])
         labels = _components(n, pairs)  # each row's label: the earliest row of its component
         size = np.bincount(labels, minlength=n)
         members = np.flatnonzero(size[labels] > 1)  # row order
+        # Only a group spanning two splits can leak: the others never become Python values.
+        split_codes = _codes(signatures.column("split").take(pa.array(members)))[1]
+        lowest, highest = np.full(n, np.iinfo(np.int64).max), np.full(n, -1)
+        np.minimum.at(lowest, labels[members], split_codes)
+        np.maximum.at(highest, labels[members], split_codes)
+        members = members[lowest[labels[members]] != highest[labels[members]]]
         if members.size == 0:
             return []
         by_root = members[np.argsort(labels[members], kind="stable")]

@@ -345,7 +345,7 @@ def test_semantic_dedup_finds_paraphrase_level_copies(ge):
     assert decisions.artifacts["clusters"].schema == CLUSTERS_SCHEMA
 
 
-def test_lsh_on_a_spilled_matrix_finds_what_the_in_memory_one_finds(tmp_path):
+def test_lsh_on_a_spilled_matrix_finds_what_the_in_memory_one_finds(tmp_path, monkeypatch):
     """The local engine keeps MinHash matrices in a scratch file; read in pieces, the clusters are the same."""
     from curation.steps.dedup import SpilledMatrix, lsh_clusters, minhash_signatures
 
@@ -355,8 +355,43 @@ def test_lsh_on_a_spilled_matrix_finds_what_the_in_memory_one_finds(tmp_path):
     path = tmp_path / "m.minhash"
     path.write_bytes(mh.astype("<u4").tobytes())
     spilled = SpilledMatrix(str(path), *mh.shape)
+    monkeypatch.setattr(dedup, "_ROW_CHUNK", 64)  # several pieces, and band keys a few bands at a time
+    monkeypatch.setattr(dedup, "_BANDS_AT_ONCE", 3)
     assert (spilled.rows(10, 20) == mh[10:20]).all() and (spilled.take([5, 2, 299]) == mh[[5, 2, 299]]).all()
     a = lsh_clusters(mh, bands=16, rows=8, threshold=0.5)
     b = lsh_clusters(spilled, bands=16, rows=8, threshold=0.5)
     assert (a.labels == b.labels).all() and (a.pairs == b.pairs).all() and a.candidates == b.candidates
     assert len(a.pairs) >= 150  # the copies were found
+
+
+def test_natural_keys_order_ids_as_number_aware_tuples():
+    """The compact string keys sort ids exactly as the tuples ("train:", 36, "") would (ties kept in place)."""
+    ids = [
+        "dailydialog:train:111", "dailydialog:train:36", "dailydialog:train:036", "dailydialog:train:9",
+        "dailydialog:test:2", "dailydialog:train", "dailydialog:train:", "dailydialog:train:36a",
+        "dailydialog:train:36:1",
+        "goemotions:train:eeibzb3", "goemotions:train:eeibzb3c2", "goemotions:train:eeibzb3c10", "a0", "a", "a00",
+        "x12345678901234567890", "x9", "b-1", "b1", "B1", "é2", "e2",
+    ]  # fmt: skip
+    rng = random.Random(3)
+    for _ in range(20):
+        rng.shuffle(ids)
+
+        def as_tuple(s: str) -> tuple:
+            return tuple(int(p) if i % 2 else p for i, p in enumerate(re.split(r"([0-9]+)", s)))
+
+        expected = sorted(range(len(ids)), key=lambda i: as_tuple(ids[i]))
+        got = pa.table({"k": dedup._natural_keys(pa.array(ids), chunk=5), "pos": np.arange(len(ids))}).sort_by(
+            [("k", "ascending"), ("pos", "ascending")]
+        )
+        assert got.column("pos").to_pylist() == expected
+
+
+def test_first_of_equal_labels_each_row_with_its_earliest_twin():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, 500), rng.integers(0, 3, 500)
+    labels = dedup._first_of_equal([a, b])
+    first: dict[tuple[int, int], int] = {}
+    for i, key in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+        first.setdefault(key, i)
+        assert labels[i] == first[key]
