@@ -86,13 +86,13 @@ class Verdicts(MutableMapping[str, Verdict]):
         ids, kept_ids = _flat(ids), _flat(kept_ids)
         hashes = _id_hashes(ids)
         order = np.argsort(hashes, kind="stable")
-        take = pa.array(order)
         self._blocks.append(
             _DropBlock(
                 hashes=hashes[order],
-                ids=ids.take(take),
-                kept_ids=kept_ids.take(take),
-                similarity=np.asarray(similarity, dtype=np.float64)[order],
+                order=order.astype(np.int32 if len(ids) < 2**31 else np.int64),
+                ids=ids,
+                kept_ids=kept_ids,
+                similarity=np.asarray(similarity, dtype=np.float64),
                 reason=reason,
                 detail=detail,
             )
@@ -105,7 +105,7 @@ class Verdicts(MutableMapping[str, Verdict]):
         for block in self._blocks:
             j = int(np.searchsorted(block.hashes, h))
             while j < block.hashes.size and block.hashes[j] == h:
-                if block.ids[j].as_py() == key:
+                if block.id_at(j) == key:
                     return block.verdict(j)
                 j += 1
         return None
@@ -133,7 +133,7 @@ class Verdicts(MutableMapping[str, Verdict]):
                     continue
                 j = int(at[i])
                 while j < block.hashes.size and block.hashes[j] == hashes[i]:
-                    if block.ids[j].as_py() == keys[i]:
+                    if block.id_at(j) == keys[i]:
                         out[i] = block.verdict(j)
                         break
                     j += 1
@@ -170,15 +170,22 @@ class Verdicts(MutableMapping[str, Verdict]):
 
 @dataclass(frozen=True)
 class _DropBlock:
-    hashes: np.ndarray  # sorted uint64
+    """Drops in columns; ``hashes`` sorted, ``order[j]`` the row of the j-th smallest hash."""
+
+    hashes: np.ndarray  # uint64, sorted
+    order: np.ndarray
     ids: pa.Array
     kept_ids: pa.Array
     similarity: np.ndarray
     reason: str
     detail: str
 
+    def id_at(self, j: int) -> str:
+        return self.ids[int(self.order[j])].as_py()
+
     def verdict(self, j: int) -> Verdict:
-        detail = self.detail.format(sim=float(self.similarity[j]), kept=self.kept_ids[j].as_py())
+        row = int(self.order[j])
+        detail = self.detail.format(sim=float(self.similarity[row]), kept=self.kept_ids[row].as_py())
         return Verdict(drop=self.reason, detail=detail)
 
 
@@ -205,7 +212,7 @@ def _flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     return array
 
 
-def _chunks(array: pa.Array | pa.ChunkedArray, size: int = 65_536) -> Iterator[pa.Array]:
+def _chunks(array: pa.Array | pa.ChunkedArray, size: int = 8_192) -> Iterator[pa.Array]:
     """Slices of an Arrow array, so that only ``size`` of its values are Python objects at a time."""
     for start in range(0, len(array), size):
         yield array.slice(start, size)
