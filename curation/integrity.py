@@ -158,6 +158,9 @@ def file_entries(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
     layer = manifest.get("layer")
     if layer:
         yield layer["labels"]["path"], layer["labels"]
+    blocks = manifest.get("record_blocks")
+    if blocks:
+        yield blocks["path"], blocks
     dropped = manifest.get("dropped")
     if dropped:
         yield dropped["path"], dropped
@@ -295,8 +298,32 @@ def verify_snapshot(store: SnapshotStore, sid: str, *, recompute_id: bool = True
                 report.problems.append(
                     f"snapshots/{sid}: the id recomputed from the data is {recomputed}: content and id disagree"
                 )
+            if manifest.get("record_blocks"):
+                report.problems.extend(_block_problems(store, sid, manifest, digests))
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _block_problems(store: SnapshotStore, sid: str, manifest: dict[str, Any], digests: dict[str, Any]) -> list[str]:
+    """The block file against the records it describes, and a layer's content id against its merged records."""
+    desc = manifest["record_blocks"]
+    try:
+        with store.fs.open(store._path("snapshots", sid, desc["path"]), "rb") as f:
+            stored = f.read()
+        merged = record_blocks_of(store, sid=sid, size=desc["size"]) if manifest.get("layer") else None
+    except (OSError, StoreError) as exc:
+        return [f"snapshots/{sid}: cannot re-read the records to check the block digests: {exc}"]
+    if merged is None:
+        if hashlib.sha256(stored).hexdigest() != digests["records"]:
+            return [f"snapshots/{sid}/{desc['path']}: the block digests do not match the records"]
+        return []
+    if stored != merged:
+        return [f"snapshots/{sid}/{desc['path']}: the block digests do not match the merged records"]
+    content = {k: v for k, v in digests.items() if k != "layer"}
+    content["records"] = hashlib.sha256(merged).hexdigest()
+    if manifest.get("content_id") != snapshot_id_of(content):
+        return [f"snapshots/{sid}: the content id recomputed from the merged records is {snapshot_id_of(content)}"]
+    return []
 
 
 def recompute_digests(store: SnapshotStore, sid: str, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -333,7 +360,12 @@ def recompute_digests(store: SnapshotStore, sid: str, manifest: dict[str, Any]) 
 
     base = store._path("snapshots", sid)
     try:
-        records = table_digest([f"{base}/{s['path']}" for s in manifest["shards"] if s["rows"]], rebuild_records)
+        shard_paths = [f"{base}/{s['path']}" for s in manifest["shards"] if s["rows"]]
+        if manifest.get("record_blocks"):
+            size = manifest["record_blocks"]["size"]
+            records = hashlib.sha256(record_blocks_of(store, shard_paths, size=size)).hexdigest()
+        else:  # written before block digests: one stream over the row groups
+            records = table_digest(shard_paths, rebuild_records)
         dropped_desc = manifest.get("dropped")
         dropped = table_digest([f"{base}/{dropped_desc['path']}"] if dropped_desc else [], rebuild_dropped)
         quarantine = hashlib.sha256()
@@ -378,6 +410,38 @@ def recompute_digests(store: SnapshotStore, sid: str, manifest: dict[str, Any]) 
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise StoreError(f"snapshots/{sid}: cannot re-read the label layer to recompute the id: {exc}") from None
     return out
+
+
+def record_blocks_of(
+    store: SnapshotStore, paths: list[str] | None = None, *, sid: str | None = None, size: int | None = None
+) -> bytes:
+    """The block digests (32 bytes per block of ``size`` records, RECORD_BLOCK by default) of Parquet files'
+    records, or of a snapshot's merged records (``sid``: a layer's base with its labels, then its own records)."""
+    import pyarrow.parquet as pq
+
+    from curation.record import from_batch, to_table
+    from curation.store import RECORD_BLOCK, block_digest
+
+    size = size or RECORD_BLOCK
+
+    def batches() -> Iterator[Any]:
+        if sid is not None:
+            yield from store.iter_batches(sid, batch_size=size)
+            return
+        for path in paths or []:
+            with store.fs.open(path, "rb") as f:
+                yield from pq.ParquetFile(f).iter_batches(batch_size=size)
+
+    out = bytearray()
+    pending: list[Any] = []
+    for batch in batches():
+        pending.extend(from_batch(batch))
+        while len(pending) >= size:
+            out += block_digest(to_table(pending[:size]))
+            del pending[:size]
+    if pending:
+        out += block_digest(to_table(pending))
+    return bytes(out)
 
 
 def quick_problems(store: SnapshotStore, sid: str) -> list[str]:

@@ -6,6 +6,7 @@ Layout under the store root (a local folder, ``memory://...``, ``s3://...``)::
     snapshots/<id>/data/part-00000.parquet
     snapshots/<id>/quarantine.jsonl       rejected raw rows with their reasons (if any)
     snapshots/<id>/layer/labels.parquet   a label layer: (pos, id, labels) rows replacing its base's labels
+    snapshots/<id>/record-blocks.bin      sha256 of each block of RECORD_BLOCK records (what the id hashes)
     refs/<name>.json                      {"id": ..., "updated_at": ...}: tags such as ``latest``
     tmp/<uuid>/                           snapshots being written
 
@@ -21,8 +22,10 @@ records (augment) writes a *layer*: ``manifest["layer"] = {"base": <parent id>, 
 :meth:`read_positions`) streams the base and replaces the labels of the rows the layer lists (by
 position), then yields the appended records: the same records a full copy would hold, with time and
 disk of the write growing with the rows changed, not with the snapshot. A layer's id is its
-parent's id, its step and the digest of the layer (what changed), so it is content-addressed like a
-full copy; ``compact`` writes a flat copy of a chain for engines that read shards themselves.
+parent's id, its step and the digest of the layer (what changed), so it is content-addressed; its
+``content_id`` is the id the same step's full copy has (records are hashed in blocks of
+``RECORD_BLOCK``, ``record-blocks.bin``, so the layer rehashes only the blocks it touches).
+``compact`` writes that full copy, for engines that read shards themselves.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from curation.integrity import (
     VerifyReport,
     check_manifest,
     check_recorded_file,
+    record_blocks_of,
     seal_of,
 )
 from curation.liveness import process_alive
@@ -81,6 +85,11 @@ LAYER_SCHEMA = pa.schema(
     ]
 )
 LAYER_PATH = "layer/labels.parquet"
+#: Records are hashed in blocks of this many (by position); the records digest is the hash of the block
+#: digests, kept beside the snapshot (``BLOCKS_PATH``), so a layer that changes k records rehashes the
+#: blocks holding them, not the snapshot, and arrives at the digest a full copy would have.
+RECORD_BLOCK = 2_000
+BLOCKS_PATH = "record-blocks.bin"
 
 log = logging.getLogger(__name__)
 
@@ -504,6 +513,25 @@ class SnapshotStore:
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{path} is not a readable Parquet file: {exc}") from None
 
+    def record_blocks(self, ref: str) -> bytes:
+        """The sha256 of each block of RECORD_BLOCK records (in order) of a snapshot, 32 bytes each.
+
+        Read from the snapshot's block file (checked); a snapshot written before block files existed
+        has them computed from its records (streaming).
+        """
+        sid = self.resolve(ref)
+        desc = self._manifest_of(sid).get("record_blocks")
+        if desc is not None and desc.get("size") == RECORD_BLOCK:
+            with self.fs.open(self.check_file(sid, desc), "rb") as f:
+                return f.read()
+        return record_blocks_of(self, sid=sid)
+
+    def content_id(self, ref: str) -> str:
+        """The id a flat snapshot of these records, made by the same step from the same parents, has:
+        a layer's differs from its own id (which names how it is stored), a flat snapshot's is its id."""
+        sid = self.resolve(ref)
+        return str(self._manifest_of(sid).get("content_id") or sid)
+
     def iter_records(self, ref: str, *, batch_size: int = 1024) -> Iterator[Record]:
         for batch in self.iter_batches(ref, batch_size=batch_size):
             yield from from_batch(batch)
@@ -611,9 +639,10 @@ class SnapshotStore:
         return out
 
     def compact(self, ref: str, *, tag: str | None = None, progress: Any = None) -> str:
-        """One flat copy of a label layer's chain (a new snapshot, child of it); returns its id.
+        """One flat copy of a label layer's chain; returns its id (the layer's :meth:`content_id`).
 
-        The copy holds the merged records in their order, keeps the status (a compacted validated
+        The copy holds the merged records in their order, with the layer's steps and parents (it is
+        what the layer's step would have written in full), keeps the status (a compacted validated
         snapshot is still validated) and names what it was compacted from; a flat snapshot is
         returned as it is. Engines that read shard files themselves (Ray Data, Spark) read the copy.
         """
@@ -623,18 +652,25 @@ class SnapshotStore:
             return sid
         from curation import memo
 
-        step = {"kind": "compact", "config": {"of": sid}}
         key = memo.derivation_key("compact", parents=[sid])
         known = memo.lookup(self, key)
         if known is not None:
             new = known["output"]
         else:
+            # The copy is what the layer's step would have written in full: same steps, same parents, same
+            # records, drops and artifacts; so its id is the layer's content id.
             extra = {"status": m["status"], "validation": m.get("validation"), "compacted_from": sid}
-            with self.writer(step=step, parents=[sid]) as writer:
+            with self.writer(steps=m["steps"], parents=m["parents"]) as writer:
                 for batch in self.iter_batches(sid, batch_size=writer.batch_rows):
                     writer.add_many(from_batch(batch))
                     if progress is not None:
                         progress(writer.rows)
+                for batch in self.iter_dropped(sid):
+                    for row in from_batch(batch):
+                        step_name, reason, detail = row.pop("step"), row.pop("reason"), row.pop("detail")
+                        writer.drop(row, step=step_name, reason=reason, detail=detail or "")
+                for name in sorted(m.get("artifacts") or {}):
+                    writer.attach(name, self.read_artifact(sid, name))
                 new = writer.commit(extra=extra)
             memo.remember(self, key, "compact", new)
         if tag:
@@ -768,7 +804,9 @@ class SnapshotWriter:
         _write_owner(store.fs, self.tmp)
         # One hash per stream, combined at commit: the id depends on what was written, not on
         # how calls to add(), drop(), quarantine() and attach() interleaved.
-        self._hashes = {name: hashlib.sha256() for name in ("config", "records", "dropped", "quarantine")}
+        self._hashes = {name: hashlib.sha256() for name in ("config", "dropped", "quarantine")}
+        self._blocks = bytearray()  # sha256 of each full block of RECORD_BLOCK records written so far
+        self._pending: list[Record] = []  # records written since the last full block
         self._artifact_digests: dict[str, str] = {}
         self._hashes["config"].update(
             canonical_json(
@@ -811,6 +849,7 @@ class SnapshotWriter:
         self._layer_file: Any = None
         self._layer_rows = 0
         self._last_pos = -1
+        self._touched_blocks: list[int] = []  # blocks (of RECORD_BLOCK base rows) holding a changed record
         if layer:
             self._start_from_base(store._manifest_of(parents[0]))
 
@@ -871,6 +910,8 @@ class SnapshotWriter:
                 f"{self._base_rows - 1}, increasing"
             )
         self._last_pos = pos
+        if not self._touched_blocks or self._touched_blocks[-1] != pos // RECORD_BLOCK:
+            self._touched_blocks.append(pos // RECORD_BLOCK)
         source, split = record["source"], record["split"]
         for lab, sign in [*((lab, -1) for lab in record["labels"]), *((lab, 1) for lab in labels)]:
             self.label_counts[lab["task"]][lab["source"]][split][lab["value"]] += sign
@@ -963,11 +1004,10 @@ class SnapshotWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        table = to_table(self._buffer)
+        records = self._buffer
+        table = to_table(records)
         self._buffer = []
-        for batch in table.to_batches():
-            # Hash the Arrow IPC bytes: exact, and far cheaper than per-record JSON.
-            self._hashes["records"].update(batch.serialize())
+        self._hash_blocks(records, table)
         if self._pq is None:
             name = f"data/part-{self._shard_count:05d}.parquet"
             self._pq_file = HashingFile(self.store.fs.open(f"{self.tmp}/{name}", "wb"))
@@ -979,6 +1019,22 @@ class SnapshotWriter:
         self.rows += table.num_rows
         if self._shards[-1]["rows"] >= self.shard_rows:
             self._close_shard()
+
+    def _hash_blocks(self, records: list[Record], table: pa.Table) -> None:
+        """Hash the records in blocks of RECORD_BLOCK by position, whatever the flushes' sizes."""
+        if not self._pending and len(records) == RECORD_BLOCK:
+            self._blocks += block_digest(table)  # a flush that is exactly one block (the usual case)
+            return
+        self._pending.extend(records)
+        while len(self._pending) >= RECORD_BLOCK:
+            self._blocks += block_digest(to_table(self._pending[:RECORD_BLOCK]))
+            del self._pending[:RECORD_BLOCK]
+
+    def _records_digest(self) -> str:
+        if self._pending:
+            self._blocks += block_digest(to_table(self._pending))
+            self._pending = []
+        return hashlib.sha256(bytes(self._blocks)).hexdigest()
 
     def _close_shard(self) -> None:
         if self._pq is not None:
@@ -1014,17 +1070,33 @@ class SnapshotWriter:
                 f.close()
             self._shards.append({"path": "data/part-00000.parquet", "rows": 0, **f.record()})
         combined: dict[str, Any] = {name: h.hexdigest() for name, h in self._hashes.items()}
+        combined["records"] = self._records_digest()
         combined["artifacts"] = dict(sorted(self._artifact_digests.items()))
         sid = hashlib.sha256(canonical_json(combined)).hexdigest()[:ID_LENGTH]
+        blocks = bytes(self._blocks)
+        content_id = sid
+        if self.layer_base is not None:
+            # The merged records' blocks, and the id a full copy of them by the same step would get.
+            blocks = self._merged_blocks()
+            content = {k: v for k, v in combined.items() if k != "layer"}
+            content["records"] = hashlib.sha256(blocks).hexdigest()
+            content_id = hashlib.sha256(canonical_json(content)).hexdigest()[:ID_LENGTH]
         self.snapshot_id = sid
         if self.store.exists(sid):
             self._discard_as_duplicate(sid)
             return sid
+        f = HashingFile(self.store.fs.open(f"{self.tmp}/{BLOCKS_PATH}", "wb"))
+        try:
+            f.write(blocks)
+        finally:
+            f.close()
         self.manifest = self._manifest(sid, extra or {}, combined)
+        self.manifest["record_blocks"] = {"path": BLOCKS_PATH, "size": RECORD_BLOCK, **f.record()}
+        self.manifest["content_id"] = content_id
         if layer_desc is not None:
             self.manifest["layer"] = {"base": self.layer_base, "base_rows": self._base_rows, "labels": layer_desc}
             self.manifest["rows"] = self._base_rows + self.rows
-            self.manifest["seal"] = seal_of(self.manifest)
+        self.manifest["seal"] = seal_of(self.manifest)
         with self.store.fs.open(f"{self.tmp}/manifest.json", "wb") as f:
             f.write(json.dumps(self.manifest, indent=1, ensure_ascii=False).encode())
         self.store.fs.makedirs(self.store._path("snapshots"), exist_ok=True)
@@ -1033,6 +1105,44 @@ class SnapshotWriter:
             return sid
         self._closed = True
         return sid
+
+    def _merged_blocks(self) -> bytes:
+        """The block digests of what this layer reads as (its base with the new labels, then its records).
+
+        Starts from the base's block digests and rehashes only the blocks holding a changed record, plus
+        the base's last (partial) block and the appended records when there are any: a full copy written
+        by the same step hashes to the same digests.
+        """
+        base = self.layer_base
+        assert base is not None
+        out = bytearray(self.store.record_blocks(base))
+        n_base, size = self._base_rows, RECORD_BLOCK
+        tail = n_base // size if self.rows else None  # from this block on, the appended records follow
+        changed = _LayerRows(self.store.fs, f"{self.tmp}/{LAYER_PATH}") if self._layer_rows else None
+
+        def base_records(lo: int, hi: int) -> list[Record]:
+            records = from_batch(self.store.read_positions(base, np.arange(lo, hi)))
+            if changed is not None:
+                for pos, labels in changed.upto(hi):
+                    records[pos - lo]["labels"] = labels
+            return records
+
+        for block in (self._touched_blocks if changed is not None else []):
+            if tail is not None and block >= tail:
+                break
+            lo = block * size
+            out[32 * block : 32 * (block + 1)] = block_digest(to_table(base_records(lo, min(lo + size, n_base))))
+        if tail is not None:
+            del out[32 * tail :]
+            pending = base_records(tail * size, n_base)
+            for batch in self.iter_written():
+                pending.extend(from_batch(batch))
+                while len(pending) >= size:
+                    out += block_digest(to_table(pending[:size]))
+                    del pending[:size]
+            if pending:
+                out += block_digest(to_table(pending))
+        return bytes(out)
 
     def _check_new_ids_against_base(self) -> None:
         """Records a layer appends must not repeat an id of its base (read: the base's id column)."""
@@ -1159,6 +1269,48 @@ class SnapshotWriter:
         }
         manifest["seal"] = seal_of(manifest)
         return manifest
+
+
+def block_digest(table: pa.Table) -> bytes:
+    """The sha256 of a block of records as Arrow IPC (the table :func:`to_table` builds of them)."""
+    digest = hashlib.sha256()
+    for batch in table.to_batches():
+        digest.update(batch.serialize())
+    return digest.digest()
+
+
+class _LayerRows:
+    """A layer file's (position, labels) rows in order, read a row group at a time."""
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self._file = fs.open(path, "rb")
+        self._batches = pq.ParquetFile(self._file).iter_batches(columns=["pos", "labels"], batch_size=RECORD_BLOCK)
+        self._rows: list[dict[str, Any]] = []
+
+    def upto(self, stop: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """The rows with a position below ``stop`` not yet taken (labels as record dicts hold them)."""
+        while True:
+            if not self._rows:
+                batch = next(self._batches, None)
+                if batch is None:
+                    self._file.close()
+                    return
+                self._rows = from_batch_labels(batch)
+                self._rows.reverse()
+            if self._rows[-1]["pos"] >= stop:
+                return
+            row = self._rows.pop()
+            yield row["pos"], row["labels"]
+
+
+def from_batch_labels(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """Layer rows as Python values, each label's ``attrs`` a dict as in a record."""
+    rows = batch.to_pylist()
+    for row in rows:
+        for lab in row["labels"]:
+            if lab.get("attrs") is not None:
+                lab["attrs"] = dict(lab["attrs"])
+    return rows
 
 
 def _label_columns(columns: Sequence[str] | None) -> list[str]:

@@ -274,7 +274,7 @@ def test_identical_concurrent_writers_publish_one_snapshot_and_nothing_nested(tm
         assert sorted(reused for _, reused in results) == [False, True, True, True]
         sid = results[0][0]
         folder = tmp_path / "store" / "snapshots" / sid
-        assert sorted(p.name for p in folder.iterdir()) == ["data", "manifest.json"]
+        assert sorted(p.name for p in folder.iterdir()) == ["data", "manifest.json", "record-blocks.bin"]
         assert sorted(p.name for p in (folder / "data").iterdir()) == ["part-00000.parquet"]
         assert not any((tmp_path / "store" / "tmp").iterdir())
         assert SnapshotStore(url).verify(sid)[0].ok

@@ -80,6 +80,8 @@ def test_a_label_layer_reads_as_the_full_copy_and_writes_only_the_labels(base):
     ]
     assert [b.num_rows for b in base.iter_batches(layer, columns=["id"])]  # no labels asked: base only
     assert base.verify(layer)[0].problems == []
+    # the layer's content id is the id the label step's full copy gets
+    assert base.content_id(layer) == _full_copy(base, base.resolve("base"), new, step)[0] != layer
 
 
 def test_random_access_and_lookup_by_id_through_a_chain(base):
@@ -180,3 +182,61 @@ def test_snapshots_compact_command(base):
     assert list(base.iter_records(flat)) == list(base.iter_records(sid))
     again = wb("snapshots", "compact", flat)
     assert again.returncode == 0 and "already flat" in again.stdout
+    shown = wb("snapshots", "show", sid)
+    assert shown.returncode == 0 and f"content id {flat}: the id of the same records written in full" in shown.stdout
+
+
+def _hand_layer(store, parent, step, new_labels, appended=()):
+    """A layer written through the writer's API: new labels by position, then appended records."""
+    where = store.find_records(parent, list(new_labels))
+    with store.writer(step=step, parents=[parent], layer=True) as w:
+        for rid, (pos, rec) in sorted(where.items(), key=lambda kv: kv[1][0]):
+            w.set_labels(pos, rec, [*rec["labels"], *new_labels[rid]])
+        w.add_many(appended)
+        return w.commit()
+
+
+@pytest.mark.parametrize("block", [64, 2_000])
+def test_a_layer_carries_the_id_its_full_copy_has_and_compact_arrives_at_it(base, monkeypatch, block):
+    """Records are hashed in blocks: a layer rehashes the blocks it touches and gets, as its content id,
+    the id the same step's full copy has; compacting it writes exactly that snapshot. Through a chain,
+    with appended records, small blocks (many touched) and the default (one block)."""
+    import curation.store as store_module
+
+    monkeypatch.setattr(store_module, "RECORD_BLOCK", block)
+    records = list(base.iter_records("base"))
+    extra = [{**records[0], "id": f"synthetic:{block}:{i}", "labels": []} for i in range(3)]
+    step1, step2 = {"kind": "label", "config": {"b": block}}, {"kind": "augment", "config": {"b": block}}
+    first = _hand_layer(base, base.resolve("base"), step1, _labels_for(records, 11))
+    second = _hand_layer(base, first, step2, _labels_for(records[5:], 97), appended=extra)
+    full1, _ = _full_copy(base, base.resolve("base"), _labels_for(records, 11), step1)
+    assert base.content_id(first) == full1 != first
+    with base.writer(step=step2, parents=[first]) as w:  # the second step's full copy, over the first layer
+        more = _labels_for(records[5:], 97)
+        w.add_many({**r, "labels": [*r["labels"], *more.get(r["id"], [])]} for r in base.iter_records(first))
+        w.add_many(extra)
+        full2 = w.commit()
+    assert base.content_id(second) == full2 != second
+    assert base.compact(second) == full2 and base.compact(first) == full1
+    assert base.content_id(full2) == full2  # a flat snapshot's content id is its id
+    for sid in (first, second, full2):
+        assert base.verify(sid)[0].problems == []
+
+
+def test_a_base_without_block_digests_has_them_computed(base, tmp_path):
+    """Snapshots written before block digests (no record_blocks in the manifest): a layer over one
+    computes the base's blocks from its records and still arrives at the full copy's id."""
+    from curation.integrity import seal_of
+
+    records = list(base.iter_records("base"))
+    with base.writer(step={"kind": "test.old", "config": {}}, parents=[]) as w:
+        w.add_many(records)
+        old = w.commit()
+    path = base._path("snapshots", old, "manifest.json")
+    m = json.loads(base.fs.cat(path))
+    base.fs.rm(base._path("snapshots", old, m.pop("record_blocks")["path"]))
+    m["seal"] = seal_of(m)
+    base.fs.pipe(path, json.dumps(m).encode())
+    step = {"kind": "label", "config": {"old": True}}
+    layer = _hand_layer(base, old, step, _labels_for(records, 13))
+    assert base.content_id(layer) == _full_copy(base, old, _labels_for(records, 13), step)[0]

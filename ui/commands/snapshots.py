@@ -163,6 +163,8 @@ def _print_manifest(m: dict[str, Any], *, refs: list[str], top: int) -> None:
             f"{m['rows'] - lay['base_rows']:,} appended; read merged with its base "
             f"(`workbench snapshots compact {m['id']}` writes a flat copy)"
         )
+        if m.get("content_id"):
+            con.print(f"content id {m['content_id']}: the id of the same records written in full (its flat copy)")
     elif m.get("compacted_from"):
         con.print(f"flat copy of the label layer {m['compacted_from']}")
     counts = Table(title="records (turns) per source and split", title_justify="left")
