@@ -419,8 +419,8 @@ def record_blocks_of(
     records, or of a snapshot's merged records (``sid``: a layer's base with its labels, then its own records)."""
     import pyarrow.parquet as pq
 
-    from curation.record import from_batch, to_table
-    from curation.store import RECORD_BLOCK, block_digest
+    from curation.record import from_batch
+    from curation.store import RECORD_BLOCK, blocks_of
 
     size = size or RECORD_BLOCK
 
@@ -432,16 +432,7 @@ def record_blocks_of(
             with store.fs.open(path, "rb") as f:
                 yield from pq.ParquetFile(f).iter_batches(batch_size=size)
 
-    out = bytearray()
-    pending: list[Any] = []
-    for batch in batches():
-        pending.extend(from_batch(batch))
-        while len(pending) >= size:
-            out += block_digest(to_table(pending[:size]))
-            del pending[:size]
-    if pending:
-        out += block_digest(to_table(pending))
-    return bytes(out)
+    return blocks_of((from_batch(batch) for batch in batches()), size)
 
 
 def quick_problems(store: SnapshotStore, sid: str) -> list[str]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -1127,21 +1128,15 @@ class SnapshotWriter:
                     records[pos - lo]["labels"] = labels
             return records
 
-        for block in (self._touched_blocks if changed is not None else []):
+        for block in self._touched_blocks if changed is not None else []:
             if tail is not None and block >= tail:
                 break
             lo = block * size
             out[32 * block : 32 * (block + 1)] = block_digest(to_table(base_records(lo, min(lo + size, n_base))))
         if tail is not None:
             del out[32 * tail :]
-            pending = base_records(tail * size, n_base)
-            for batch in self.iter_written():
-                pending.extend(from_batch(batch))
-                while len(pending) >= size:
-                    out += block_digest(to_table(pending[:size]))
-                    del pending[:size]
-            if pending:
-                out += block_digest(to_table(pending))
+            parts = [base_records(tail * size, n_base)], (from_batch(batch) for batch in self.iter_written())
+            out += blocks_of(itertools.chain(*parts), size)
         return bytes(out)
 
     def _check_new_ids_against_base(self) -> None:
@@ -1277,6 +1272,21 @@ def block_digest(table: pa.Table) -> bytes:
     for batch in table.to_batches():
         digest.update(batch.serialize())
     return digest.digest()
+
+
+def blocks_of(parts: Iterable[list[Record]], size: int | None = None) -> bytes:
+    """The block digests of records arriving in lists, in order: one per ``size`` (RECORD_BLOCK) records."""
+    size = size or RECORD_BLOCK
+    out = bytearray()
+    pending: list[Record] = []
+    for part in parts:
+        pending.extend(part)
+        while len(pending) >= size:
+            out += block_digest(to_table(pending[:size]))
+            del pending[:size]
+    if pending:
+        out += block_digest(to_table(pending))
+    return bytes(out)
 
 
 class _LayerRows:
