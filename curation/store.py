@@ -1128,15 +1128,19 @@ class SnapshotWriter:
                     records[pos - lo]["labels"] = labels
             return records
 
-        for block in self._touched_blocks if changed is not None else []:
-            if tail is not None and block >= tail:
-                break
-            lo = block * size
-            out[32 * block : 32 * (block + 1)] = block_digest(to_table(base_records(lo, min(lo + size, n_base))))
-        if tail is not None:
-            del out[32 * tail :]
-            parts = [base_records(tail * size, n_base)], (from_batch(batch) for batch in self.iter_written())
-            out += blocks_of(itertools.chain(*parts), size)
+        try:
+            for block in self._touched_blocks if changed is not None else []:
+                if tail is not None and block >= tail:
+                    break
+                lo = block * size
+                out[32 * block : 32 * (block + 1)] = block_digest(to_table(base_records(lo, min(lo + size, n_base))))
+            if tail is not None:
+                del out[32 * tail :]
+                parts = [base_records(tail * size, n_base)], (from_batch(batch) for batch in self.iter_written())
+                out += blocks_of(itertools.chain(*parts), size)
+        finally:
+            if changed is not None:
+                changed.close()
         return bytes(out)
 
     def _check_new_ids_against_base(self) -> None:
@@ -1303,7 +1307,6 @@ class _LayerRows:
             if not self._rows:
                 batch = next(self._batches, None)
                 if batch is None:
-                    self._file.close()
                     return
                 self._rows = from_batch_labels(batch)
                 self._rows.reverse()
@@ -1311,6 +1314,9 @@ class _LayerRows:
                 return
             row = self._rows.pop()
             yield row["pos"], row["labels"]
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def from_batch_labels(batch: pa.RecordBatch) -> list[dict[str, Any]]:
