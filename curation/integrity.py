@@ -391,18 +391,10 @@ def recompute_digests(store: SnapshotStore, sid: str, manifest: dict[str, Any]) 
         "artifacts": artifacts,
     }
     if manifest.get("layer"):
-        from curation.store import LAYER_SCHEMA
+        from curation.store import LAYER_SCHEMA, from_batch_labels
 
         def rebuild_layer(table: pa.Table) -> pa.Table:
-            return pa.Table.from_pylist(from_batch_layer(table), schema=LAYER_SCHEMA)
-
-        def from_batch_layer(table: pa.Table) -> list[dict[str, Any]]:
-            rows = table.to_pylist()
-            for row in rows:
-                for lab in row["labels"]:
-                    if lab["attrs"] is not None:
-                        lab["attrs"] = dict(lab["attrs"])
-            return rows
+            return pa.Table.from_pylist(from_batch_labels(table), schema=LAYER_SCHEMA)
 
         layer_desc = manifest["layer"]["labels"]
         try:

@@ -1319,7 +1319,7 @@ class _LayerRows:
         self._file.close()
 
 
-def from_batch_labels(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+def from_batch_labels(batch: pa.RecordBatch | pa.Table) -> list[dict[str, Any]]:
     """Layer rows as Python values, each label's ``attrs`` a dict as in a record."""
     rows = batch.to_pylist()
     for row in rows:

@@ -103,11 +103,9 @@ class Verdicts(MutableMapping[str, Verdict]):
             return None
         h = _id_hashes([key])[0]
         for block in self._blocks:
-            j = int(np.searchsorted(block.hashes, h))
-            while j < block.hashes.size and block.hashes[j] == h:
-                if block.id_at(j) == key:
-                    return block.verdict(j)
-                j += 1
+            found = block.lookup(int(np.searchsorted(block.hashes, h)), h, key)
+            if found is not None:
+                return found
         return None
 
     def __getitem__(self, key: str) -> Verdict:
@@ -131,12 +129,7 @@ class Verdicts(MutableMapping[str, Verdict]):
             for i in hit.tolist():
                 if out[i] is not None or keys[i] in self._hidden:
                     continue
-                j = int(at[i])
-                while j < block.hashes.size and block.hashes[j] == hashes[i]:
-                    if block.id_at(j) == keys[i]:
-                        out[i] = block.verdict(j)
-                        break
-                    j += 1
+                out[i] = block.lookup(int(at[i]), hashes[i], keys[i])
         return out
 
     def __setitem__(self, key: str, value: Verdict) -> None:
@@ -180,13 +173,15 @@ class _DropBlock:
     reason: str
     detail: str
 
-    def id_at(self, j: int) -> str:
-        return self.ids[int(self.order[j])].as_py()
-
-    def verdict(self, j: int) -> Verdict:
-        row = int(self.order[j])
-        detail = self.detail.format(sim=float(self.similarity[row]), kept=self.kept_ids[row].as_py())
-        return Verdict(drop=self.reason, detail=detail)
+    def lookup(self, j: int, h: np.uint64, key: str) -> Verdict | None:
+        """The verdict of ``key`` (hash ``h``), scanning the run of equal hashes from sorted position ``j``."""
+        while j < self.hashes.size and self.hashes[j] == h:
+            row = int(self.order[j])
+            if self.ids[row].as_py() == key:
+                detail = self.detail.format(sim=float(self.similarity[row]), kept=self.kept_ids[row].as_py())
+                return Verdict(drop=self.reason, detail=detail)
+            j += 1
+        return None
 
 
 def _id_hashes(ids: Sequence[str] | pa.Array) -> np.ndarray:

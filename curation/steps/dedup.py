@@ -635,11 +635,6 @@ def _check_priority(priority: Sequence[str]) -> None:
         raise ConfigError(f"'split_priority': expected an order of all of {', '.join(SPLITS)}, got {list(priority)}")
 
 
-def _group_codes(values: Sequence[str]) -> np.ndarray:
-    _, codes = np.unique(np.array(values, dtype=object), return_inverse=True)
-    return codes.astype(np.int64)
-
-
 # ------------------------------------------------------------------ exact dedup
 
 
@@ -714,7 +709,7 @@ class ExactDedup(GlobalStep):
         digests = raw.reshape(-1).view(np.dtype([("hi", ">u8"), ("lo", ">u8")]))
         keys: list[np.ndarray] = [digests["lo"], digests["hi"]]
         if self.config.scope == "source":
-            keys.append(_group_codes(signatures.column("source").to_pylist()))
+            keys.append(_codes(signatures.column("source"))[1])
         return _resolve(
             _first_of_equal(keys),
             signatures,
@@ -817,7 +812,7 @@ class NearDedup(GlobalStep):
         c = self.config
         n = signatures.num_rows
         mh = minhash if minhash is not None else _fixed_width_matrix(signatures.column("minhash"), n, c.num_perm)
-        groups = _group_codes(signatures.column("source").to_pylist()) if c.scope == "source" and n else None
+        groups = _codes(signatures.column("source"))[1] if c.scope == "source" and n else None
         found = lsh_clusters(mh, bands=c.bands, rows=c.rows, threshold=c.threshold, groups=groups)
         decisions = _resolve(
             found.labels,
@@ -931,7 +926,7 @@ class SemanticDedup(GlobalStep):
         emb = np.stack(signatures.column("embedding").to_numpy(zero_copy_only=False)) if n else np.zeros((0, 1))
         emb = emb.astype(np.float32)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        groups = _group_codes(signatures.column("source").to_pylist()) if c.scope == "source" and n else None
+        groups = _codes(signatures.column("source"))[1] if c.scope == "source" and n else None
         pairs = _cosine_pairs(emb, c.threshold, c.block, groups)
         labels = _components(n, pairs)
         decisions = _resolve(
